@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package ctxstream needs to build, test and run.
+# Idempotent: when everything is present it only checks (about a second).
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  build-essential cmake ninja-build pkg-config git clang-format
+  # RPC and contracts
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
+  # server core
+  libboost-dev libspdlog-dev libfmt-dev prometheus-cpp-dev
+  # numerics, model files, codec, store
+  libopenblas-dev libsentencepiece-dev libzstd-dev libxxhash-dev nlohmann-json3-dev
+  libhiredis-dev redis-server
+  # tests: Catch2 v2, promtool (in the prometheus package), curl for smoke checks
+  catch2 prometheus curl
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "setup: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+echo "setup: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The redis package tries to start a daemon through init scripts; tests start their own.
+echo "setup: done"
