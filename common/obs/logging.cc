@@ -56,12 +56,12 @@ absl::Status InitLogging() {
   const std::string level = absl::GetFlag(FLAGS_log_level);
   const spdlog::level::level_enum lvl = spdlog::level::from_str(level);
   if (lvl == spdlog::level::off && level != "off") {
-    return absl::InvalidArgumentError(absl::StrCat("--log_level=", level,
-                                                   ": expected trace, debug, info, warn or error"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--log_level=", level, ": expected trace, debug, info, warn or error"));
   }
   const std::string format = absl::GetFlag(FLAGS_log_format);
-  auto logger = std::make_shared<spdlog::logger>(
-      "ctxstream", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  auto logger = std::make_shared<spdlog::logger>("ctxstream",
+                                                 std::make_shared<spdlog::sinks::stderr_sink_mt>());
   if (format == "json") {
     auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
     formatter->add_flag<JsonEscapedMessage>('*').set_pattern(

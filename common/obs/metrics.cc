@@ -7,8 +7,8 @@
 namespace ctx::obs {
 
 std::shared_ptr<prometheus::Registry> MetricsShared() {
-  static const auto* registry = new std::shared_ptr<prometheus::Registry>(
-      std::make_shared<prometheus::Registry>());
+  static const auto* registry =
+      new std::shared_ptr<prometheus::Registry>(std::make_shared<prometheus::Registry>());
   return *registry;
 }
 
@@ -27,8 +27,7 @@ absl::StatusOr<std::unique_ptr<prometheus::Exposer>> StartMetricsExposer(
 }
 
 prometheus::Histogram::BucketBoundaries SecondsBuckets() {
-  return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-          1,     2.5,    5,     10,   20,    30,   60};
+  return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60};
 }
 
 prometheus::Histogram::BucketBoundaries BytesBuckets() {

@@ -17,24 +17,27 @@ using Clock = std::chrono::steady_clock;
 using grpc::experimental::InterceptionHookPoints;
 
 constexpr const char* kCodeNames[] = {
-    "OK",        "CANCELLED",         "UNKNOWN",        "INVALID_ARGUMENT",    "DEADLINE_EXCEEDED",
-    "NOT_FOUND", "ALREADY_EXISTS",    "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-    "ABORTED",   "OUT_OF_RANGE",      "UNIMPLEMENTED",  "INTERNAL",            "UNAVAILABLE",
+    "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
+    "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+    "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
     "DATA_LOSS", "UNAUTHENTICATED"};
 
 struct RpcFamilies {
-  prometheus::Family<prometheus::Counter>& requests = prometheus::BuildCounter()
-      .Name("ctxstream_rpc_requests_total")
-      .Help("gRPC requests handled, by method and status code.")
-      .Register(Metrics());
-  prometheus::Family<prometheus::Histogram>& duration = prometheus::BuildHistogram()
-      .Name("ctxstream_rpc_duration_seconds")
-      .Help("gRPC request duration from arrival to status, by method.")
-      .Register(Metrics());
-  prometheus::Family<prometheus::Gauge>& in_flight = prometheus::BuildGauge()
-      .Name("ctxstream_rpc_in_flight")
-      .Help("gRPC requests in progress, by method.")
-      .Register(Metrics());
+  prometheus::Family<prometheus::Counter>& requests =
+      prometheus::BuildCounter()
+          .Name("ctxstream_rpc_requests_total")
+          .Help("gRPC requests handled, by method and status code.")
+          .Register(Metrics());
+  prometheus::Family<prometheus::Histogram>& duration =
+      prometheus::BuildHistogram()
+          .Name("ctxstream_rpc_duration_seconds")
+          .Help("gRPC request duration from arrival to status, by method.")
+          .Register(Metrics());
+  prometheus::Family<prometheus::Gauge>& in_flight =
+      prometheus::BuildGauge()
+          .Name("ctxstream_rpc_in_flight")
+          .Help("gRPC requests in progress, by method.")
+          .Register(Metrics());
 };
 
 RpcFamilies& Families() {

@@ -61,9 +61,10 @@ sigset_t TerminationSignals() {
 
 // gRPC core's own log lines go through spdlog, so that --log_format=json holds for them.
 void GrpcLogToSpdlog(gpr_log_func_args* args) {
-  const spdlog::level::level_enum lvl = args->severity == GPR_LOG_SEVERITY_ERROR  ? spdlog::level::err
-                                        : args->severity == GPR_LOG_SEVERITY_INFO ? spdlog::level::info
-                                                                                  : spdlog::level::debug;
+  const spdlog::level::level_enum lvl =
+      args->severity == GPR_LOG_SEVERITY_ERROR  ? spdlog::level::err
+      : args->severity == GPR_LOG_SEVERITY_INFO ? spdlog::level::info
+                                                : spdlog::level::debug;
   spdlog::log(lvl, "grpc {}:{}: {}", args->file, args->line, args->message);
 }
 
@@ -89,8 +90,8 @@ absl::Status CheckListenAddress(const std::string& address) {
   const int one = 1;
   if (fd >= 0) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0) {
-    status = absl::UnavailableError(
-        absl::StrCat("cannot listen on ", address, ": ", strerror(errno)));
+    status =
+        absl::UnavailableError(absl::StrCat("cannot listen on ", address, ": ", strerror(errno)));
   }
   if (fd >= 0) close(fd);
   freeaddrinfo(res);
@@ -160,9 +161,8 @@ int ServerMain::Serve(const std::vector<grpc::Service*>& services) {
   server->GetHealthCheckService()->SetServingStatus(true);
 
   const std::string host = listen.substr(0, listen.rfind(':'));
-  std::printf("ctxstream-%s ready grpc=%s:%d metrics=%s:%d\n", defaults_.name.c_str(),
-              host.c_str(), port, metrics_host.c_str(),
-              metrics_ports.empty() ? 0 : metrics_ports.front());
+  std::printf("ctxstream-%s ready grpc=%s:%d metrics=%s:%d\n", defaults_.name.c_str(), host.c_str(),
+              port, metrics_host.c_str(), metrics_ports.empty() ? 0 : metrics_ports.front());
   std::fflush(stdout);
   spdlog::info("{} serving on {}:{} (metrics on {}:{})", defaults_.name, host, port, metrics_host,
                metrics_ports.empty() ? 0 : metrics_ports.front());

@@ -79,7 +79,7 @@ uint16_t FloatToHalf(float f) {
     return static_cast<uint16_t>(sign | 0x7c00u | (abs > 0x7f800000u ? 0x200u : 0u));
   }
   if (abs >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds to inf
-  if (abs < 0x38800000u) {  // result is subnormal or zero
+  if (abs < 0x38800000u) {               // result is subnormal or zero
     if (abs < 0x33000000u) return sign;  // below half the smallest subnormal
     const uint32_t exp = abs >> 23;
     const uint32_t mant = (abs & 0x7fffffu) | 0x800000u;
@@ -128,8 +128,7 @@ absl::Status ConvertFromFloat(DType dtype, const float* src, size_t n, void* dst
       }
       return absl::OkStatus();
     default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("cannot convert float to ", DTypeName(dtype)));
+      return absl::InvalidArgumentError(absl::StrCat("cannot convert float to ", DTypeName(dtype)));
   }
 }
 

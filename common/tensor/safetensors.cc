@@ -105,9 +105,8 @@ absl::StatusOr<SafetensorsIndex> SafetensorsIndex::Parse(std::span<const std::by
     ranges.emplace_back(begin, end);
     index.tensors_.push_back(std::move(view));
   }
-  std::sort(index.tensors_.begin(), index.tensors_.end(), [](const auto& a, const auto& b) {
-    return a.bytes.data() < b.bytes.data();
-  });
+  std::sort(index.tensors_.begin(), index.tensors_.end(),
+            [](const auto& a, const auto& b) { return a.bytes.data() < b.bytes.data(); });
   std::sort(ranges.begin(), ranges.end());
   for (size_t i = 1; i < ranges.size(); ++i) {
     if (ranges[i].first < ranges[i - 1].second) return Corrupt("tensors overlap");
@@ -205,9 +204,9 @@ absl::StatusOr<std::vector<float>> CheckpointWeights::GetFloat(
   if (!t.ok()) return t.status();
   if (!std::equal((*t)->shape.begin(), (*t)->shape.end(), expected_shape.begin(),
                   expected_shape.end())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        dir_, ": tensor ", name, " has shape [", absl::StrJoin((*t)->shape, ","),
-        "], expected [", absl::StrJoin(expected_shape, ","), "]"));
+    return absl::InvalidArgumentError(absl::StrCat(dir_, ": tensor ", name, " has shape [",
+                                                   absl::StrJoin((*t)->shape, ","), "], expected [",
+                                                   absl::StrJoin(expected_shape, ","), "]"));
   }
   return (*t)->ToFloat();
 }

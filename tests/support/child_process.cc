@@ -7,13 +7,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <utility>  // boost 1.74 asio uses std::exchange without including it
-
 #include <boost/asio.hpp>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
 #include <thread>
+#include <utility>  // boost 1.74 asio uses std::exchange without including it
 
 extern char** environ;
 
@@ -69,7 +68,8 @@ ChildProcess::ChildProcess(std::vector<std::string> argv) {
   err_fd_ = err[0];
   fcntl(out_fd_, F_SETFL, O_NONBLOCK);
   fcntl(err_fd_, F_SETFL, O_NONBLOCK);
-  if (rc != 0) throw std::runtime_error(std::string("cannot start ") + argv[0] + ": " + strerror(rc));
+  if (rc != 0)
+    throw std::runtime_error(std::string("cannot start ") + argv[0] + ": " + strerror(rc));
 }
 
 ChildProcess::~ChildProcess() {
@@ -90,7 +90,8 @@ std::optional<std::string> ChildProcess::ReadStdoutLine(std::chrono::millisecond
       out_buf_.erase(0, nl + 1);
       return line;
     }
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     if (left.count() <= 0) return std::nullopt;
     pollfd p{out_fd_, POLLIN, 0};
     if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
@@ -101,7 +102,8 @@ std::optional<std::string> ChildProcess::ReadStdoutLine(std::chrono::millisecond
 std::string ChildProcess::DrainStderr(std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   while (true) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     if (left.count() <= 0) break;
     pollfd p{err_fd_, POLLIN, 0};
     if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
@@ -166,8 +168,8 @@ std::string HttpGet(const std::string& host_port, const std::string& path) {
   asio::ip::tcp::resolver resolver(io);
   asio::ip::tcp::socket socket(io);
   asio::connect(socket, resolver.resolve(host_port.substr(0, colon), host_port.substr(colon + 1)));
-  const std::string request = "GET " + path + " HTTP/1.0\r\nHost: " + host_port +
-                              "\r\nConnection: close\r\n\r\n";
+  const std::string request =
+      "GET " + path + " HTTP/1.0\r\nHost: " + host_port + "\r\nConnection: close\r\n\r\n";
   asio::write(socket, asio::buffer(request));
   std::string response;
   boost::system::error_code ec;
