@@ -7,12 +7,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <boost/asio.hpp>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
 #include <thread>
-#include <utility>  // boost 1.74 asio uses std::exchange without including it
+
+// clang-format off
+#include <utility>  // first: boost 1.74 asio uses std::exchange without including it
+#include <boost/asio.hpp>
+// clang-format on
 
 extern char** environ;
 
