@@ -10,17 +10,18 @@ namespace ctx::policy {
 
 StreamReplanner::StreamReplanner(const CostModel& model, const ContextCosts& context,
                                  BandwidthEstimator estimator, double slo_s,
-                                 double max_quality_loss)
+                                 double max_quality_loss, double deviations)
     : model_(model),
       context_(context),
       estimator_(estimator),
       slo_s_(slo_s),
-      floor_(max_quality_loss > 0 ? max_quality_loss : INFINITY) {}
+      floor_(max_quality_loss > 0 ? max_quality_loss : INFINITY),
+      deviations_(deviations > 0 ? deviations : 0.0) {}
 
-double StreamReplanner::RemainingSeconds(size_t first, int level, double decode_backlog_s) const {
+double StreamReplanner::RemainingSeconds(size_t first, int level, double decode_backlog_s,
+                                         double bps, int rest_level) const {
   const double n = static_cast<double>(context_.TotalTokens());
   const double question = model_.prefill.Seconds(n, n + context_.question_tokens);
-  const double bps = estimator_.estimate_bps();
   const size_t c = context_.num_chunks();
   if (level == kTextLevel) {
     // Ids of the remaining chunks go over the link while the decoder finishes the KV prefix;
@@ -29,11 +30,12 @@ double StreamReplanner::RemainingSeconds(size_t first, int level, double decode_
     const double ids_s = (n - before) * context_.bytes_per_token_id / bps;
     return std::max(decode_backlog_s, ids_s) + model_.prefill.Seconds(before, n) + question;
   }
-  const std::vector<uint64_t>& sizes = context_.chunk_bytes[static_cast<size_t>(level)];
   std::vector<double> x, d;
-  for (size_t j = first; j < c && j < sizes.size(); ++j) {
-    x.push_back(static_cast<double>(sizes[j]) / bps);
-    d.push_back(model_.decode.ChunkSeconds(level, static_cast<double>(sizes[j])));
+  for (size_t j = first; j < c; ++j) {
+    const int k = j > first && rest_level >= 0 ? rest_level : level;
+    const double bytes = static_cast<double>(context_.chunk_bytes[static_cast<size_t>(k)][j]);
+    x.push_back(bytes / bps);
+    d.push_back(model_.decode.ChunkSeconds(k, bytes));
   }
   return PipelineSeconds(x, d, decode_backlog_s) + question;
 }
@@ -41,7 +43,8 @@ double StreamReplanner::RemainingSeconds(size_t first, int level, double decode_
 ChunkDecision StreamReplanner::Decide(double elapsed_s, double decode_backlog_s) {
   ChunkDecision out;
   out.chunk_index = next_;
-  out.estimate_bps = estimator_.estimate_bps();
+  const double bps = estimator_.conservative_bps(deviations_);  // B̂_c
+  out.estimate_bps = bps;
   out.measured_bps = estimator_.last_measured_bps();
   decode_backlog_s = std::max(decode_backlog_s, 0.0);
   const double budget = slo_s_ - elapsed_s;  // R
@@ -57,7 +60,7 @@ ChunkDecision StreamReplanner::Decide(double elapsed_s, double decode_backlog_s)
 
   auto finish = [&](int level) {
     out.level = level;
-    out.predicted_finish_s = elapsed_s + RemainingSeconds(next_, level, decode_backlog_s);
+    out.predicted_finish_s = elapsed_s + RemainingSeconds(next_, level, decode_backlog_s, bps);
     if (level == kTextLevel && text_from_ == kNoText) text_from_ = next_;
     ++next_;
     return out;
@@ -75,16 +78,19 @@ ChunkDecision StreamReplanner::Decide(double elapsed_s, double decode_backlog_s)
     out.reason = absl::StrFormat("no SLO: best allowed level %d", allowed.front());
     return finish(allowed.front());
   }
+  const double min_bps =
+      estimator_.samples() > 0 ? std::min(bps, estimator_.min_measured_bps()) : bps;  // B_min
   for (int k : allowed) {
-    const double t = RemainingSeconds(next_, k, decode_backlog_s);
-    if (t <= budget) {
+    const double t = RemainingSeconds(next_, k, decode_backlog_s, bps);
+    const double guard = RemainingSeconds(next_, k, decode_backlog_s, min_bps, allowed.back());
+    if (t <= budget && guard <= budget) {
       out.reason = absl::StrFormat(
           "level %d: remaining %zu chunks predicted %.3f s <= budget %.3f s at %.3g B/s", k,
           context_.num_chunks() - next_, t, budget, out.estimate_bps);
       return finish(k);
     }
   }
-  const double t_text = RemainingSeconds(next_, kTextLevel, decode_backlog_s);
+  const double t_text = RemainingSeconds(next_, kTextLevel, decode_backlog_s, bps);
   if (t_text <= budget) {
     out.reason = absl::StrFormat(
         "no level fits budget %.3f s at %.3g B/s; text for the remaining %zu chunks "
@@ -92,9 +98,22 @@ ChunkDecision StreamReplanner::Decide(double elapsed_s, double decode_backlog_s)
         budget, out.estimate_bps, context_.num_chunks() - next_, t_text);
     return finish(kTextLevel);
   }
+  // Best effort minimises the expected finish, so compare at the mean estimate B̂.
+  const double mean_bps = estimator_.estimate_bps();
+  const double t_small = RemainingSeconds(next_, allowed.back(), decode_backlog_s, mean_bps);
+  const double t_text_mean = RemainingSeconds(next_, kTextLevel, decode_backlog_s, mean_bps);
+  if (t_text_mean < t_small) {
+    out.reason = absl::StrFormat(
+        "nothing fits budget %.3f s at %.3g B/s: text for the remaining %zu chunks (%.3f s) "
+        "beats smallest level %d (%.3f s), best effort",
+        budget, out.estimate_bps, context_.num_chunks() - next_, t_text_mean, allowed.back(),
+        t_small);
+    return finish(kTextLevel);
+  }
   out.reason = absl::StrFormat(
-      "nothing fits budget %.3f s at %.3g B/s (text %.3f s): smallest level %d, best effort",
-      budget, out.estimate_bps, t_text, allowed.back());
+      "nothing fits budget %.3f s at %.3g B/s: smallest level %d (%.3f s, text %.3f s), best "
+      "effort",
+      budget, out.estimate_bps, allowed.back(), t_small, t_text_mean);
   return finish(allowed.back());
 }
 

@@ -42,8 +42,29 @@ TEST_CASE("BandwidthEstimator: cold start, then EWMA computed by hand", "[policy
   CHECK(e.samples() == 0);
 }
 
-TEST_CASE("BandwidthEstimator: alpha 1 tracks the last sample; bad alpha is clamped",
-          "[policy]") {
+TEST_CASE("BandwidthEstimator: deviation, conservative estimate, minimum", "[policy]") {
+  BandwidthEstimator e(0.5, 100.0);
+  CHECK(e.deviation_bps() == Approx(50.0));  // cold start / 2
+  CHECK(e.conservative_bps(1.0) == Approx(50.0));
+  e.AddSample(200, 1);  // B = 200, dev = 100 (first sample: m / 2)
+  CHECK(e.deviation_bps() == Approx(100.0));
+  e.AddSample(100, 1);  // dev = 0.5*|100-200| + 0.5*100 = 100; B = 150
+  CHECK(e.estimate_bps() == Approx(150.0));
+  CHECK(e.deviation_bps() == Approx(100.0));
+  CHECK(e.conservative_bps(1.0) == Approx(50.0));
+  CHECK(e.conservative_bps(2.0) == Approx(15.0));  // floor: B / 10
+  CHECK(e.conservative_bps(0.0) == Approx(150.0));
+  CHECK(e.min_measured_bps() == Approx(100.0));
+}
+
+TEST_CASE("BandwidthEstimator: harmonic mean averages seconds per byte", "[policy]") {
+  BandwidthEstimator e(0.5, 1.0, BandwidthEstimator::Mean::kHarmonic);
+  e.AddSample(100, 1);  // 100 B/s
+  e.AddSample(100, 4);  // 25 B/s: 1 / (0.5/25 + 0.5/100) = 40
+  CHECK(e.estimate_bps() == Approx(40.0));
+}
+
+TEST_CASE("BandwidthEstimator: alpha 1 tracks the last sample; bad alpha is clamped", "[policy]") {
   BandwidthEstimator last(1.0, 10.0);
   last.AddSample(100, 1);
   last.AddSample(40, 1);

@@ -26,11 +26,10 @@ TEST_CASE("PrefillModel: fit recovers known coefficients from synthetic samples"
   CHECK(fit->Seconds(2048, 2080) == Approx(Truth(truth, 2048, 2080)).epsilon(1e-6));
 }
 
-TEST_CASE("PrefillModel: two measured speeds (ModelInfo.prefill_speed) fit a and b",
-          "[policy]") {
+TEST_CASE("PrefillModel: two measured speeds (ModelInfo.prefill_speed) fit a and b", "[policy]") {
   // kv-anchors §1: 1460 tok/s at 512, 869 tok/s at 2048.
-  absl::StatusOr<PrefillModel> fit = PrefillModel::Fit(
-      {PrefillModel::FromSpeed(512, 1460), PrefillModel::FromSpeed(2048, 869)});
+  absl::StatusOr<PrefillModel> fit =
+      PrefillModel::Fit({PrefillModel::FromSpeed(512, 1460), PrefillModel::FromSpeed(2048, 869)});
   REQUIRE(fit.ok());
   CHECK(fit->Seconds(0, 512) == Approx(512.0 / 1460).epsilon(1e-6));
   CHECK(fit->Seconds(0, 2048) == Approx(2048.0 / 869).epsilon(1e-6));
