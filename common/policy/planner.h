@@ -28,7 +28,8 @@ enum class Form { kText, kCompressedText, kKv };
 const char* FormName(Form form);
 
 struct PlanRequest {
-  double bandwidth_bps = 0;       // B̂ kvcache -> inference (from the link's estimator)
+  double bandwidth_bps = 0;       // B̂ kvcache -> inference: the link estimator's
+                                  // estimate_bps(), or conservative_bps(K) to plan safely
   double text_bandwidth_bps = 0;  // controller -> inference for token ids; <= 0: use B̂
   double slo_s = 0;               // TTFT objective; <= 0: none (best quality)
   double max_quality_loss = 0;    // floor: never choose loss above this; <= 0: no floor

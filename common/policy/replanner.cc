@@ -33,6 +33,10 @@ double StreamReplanner::RemainingSeconds(size_t first, int level, double decode_
   std::vector<double> x, d;
   for (size_t j = first; j < c; ++j) {
     const int k = j > first && rest_level >= 0 ? rest_level : level;
+    if (k < 0 || static_cast<size_t>(k) >= context_.num_levels() ||
+        context_.chunk_bytes[static_cast<size_t>(k)].size() <= j) {
+      return INFINITY;  // no such level / chunk size: never fits
+    }
     const double bytes = static_cast<double>(context_.chunk_bytes[static_cast<size_t>(k)][j]);
     x.push_back(bytes / bps);
     d.push_back(model_.decode.ChunkSeconds(k, bytes));
@@ -53,7 +57,8 @@ ChunkDecision StreamReplanner::Decide(double elapsed_s, double decode_backlog_s)
   // table decides which are allowed).
   std::vector<int> allowed;
   for (size_t k = 0; k < context_.num_levels() && k < context_.level_loss.size(); ++k) {
-    if (context_.level_loss[k] <= floor_ && context_.chunk_bytes[k].size() > next_) {
+    if (context_.level_loss[k] <= floor_ &&
+        context_.chunk_bytes[k].size() == context_.num_chunks()) {
       allowed.push_back(static_cast<int>(k));
     }
   }

@@ -3,7 +3,7 @@
 // After every chunk the caller reports the measured transfer (bytes, seconds); the
 // estimator updates B̂ (EWMA). Before sending chunk i the caller asks Decide(elapsed, backlog):
 //   R = SLO - elapsed                      remaining budget
-//   T_kv(k) = Pipeline(x_j = S(j,k)/B̂, d_j = D(k, S(j,k)) for j = i..c-1; decoder busy for
+//   T_kv(k) = Pipeline(x_j = S(j,k)/B̂_c, d_j = D(k, S(j,k)) for j = i..c-1; decoder busy for
 //             `backlog` s) + P(n, n + q)   time to finish ALL remaining chunks at level k
 // We use the SUMMED remaining-budget variant (the paper's rule: "the highest-quality
 // configuration whose expected delay for the remaining chunks fits the remaining budget"),
@@ -19,15 +19,23 @@
 //        T_text = max(backlog, ids transfer) + P(t_i, n) + P(n, n + q) <= R
 //      (t_i = tokens before chunk i; text chunks are prefilled on the inference node after
 //      the KV prefix of chunks 0..i-1 is decoded, so once text, the rest is text);
-//   3. else best effort: whichever of the smallest allowed level and text is predicted to
-//      finish sooner (cachegen.md §2.3 says "smallest level"; when the budget is already
-//      blown and text is far faster, that would only add delay). Ties go to the level,
-//      which can still step back up later.
+//   3. else best effort: whichever of the smallest allowed level and text is predicted (at
+//      the mean B̂, not B̂_c: best effort minimises the expected finish) to finish sooner
+//      (cachegen.md §2.3 says "smallest level"; when the budget is already blown and text is far
+//      faster, that would only add delay). Ties go to the level, which can still step back up
+//      later.
 // Predictions use the conservative estimate B̂_c = max(B̂ - K * dev, B̂ / 10) with
 // K = deviations (BandwidthEstimator::conservative_bps; TCP-RTO-like): plan below the mean
 // so one slow chunk late in the stream does not break the SLO. K = 0 plans on B̂ itself.
 // With no SLO the best allowed level is used; if the floor allows no level, text.
 // Re-evaluated every chunk, so the level rises when B̂ drops and steps back when it recovers.
+//
+// Measured, not oracle: on traces where each chunk's bandwidth is i.i.d. (CacheGen's
+// artifact trace), past throughput says nothing about the next chunk, and this rule has
+// more SLO violations than the smallest fixed level (tests/policy/simulation_test.cc prints
+// the table); told each chunk's bandwidth up front, as the artifact's simulator is, it has
+// none where the small fixed levels have none, at better quality. Adaptation pays off when
+// bandwidth persists across chunks (drops, recoveries), which is what real links do.
 #ifndef CTX_COMMON_POLICY_REPLANNER_H_
 #define CTX_COMMON_POLICY_REPLANNER_H_
 
@@ -72,9 +80,10 @@ class StreamReplanner {
 
   // Predicted seconds from now to finish chunks [first, c) at `level` plus the question's
   // prefill (T_kv above); kTextLevel gives T_text.
-  // Uses bandwidth `bps`. With rest_level >= 0, chunks after `first` use rest_level.
+  // Uses bandwidth `bps`. With rest_level >= 0 (a KV level), chunks after `first` use it
+  // (T_guard above); otherwise they use `level` too.
   double RemainingSeconds(size_t first, int level, double decode_backlog_s, double bps,
-                          int rest_level = -2) const;
+                          int rest_level = -1) const;
 
  private:
   static constexpr size_t kNoText = static_cast<size_t>(-1);

@@ -1,6 +1,7 @@
 #include "common/policy/replanner.h"
 
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <vector>
 
 #include "tests/policy/policy_fixtures.h"
@@ -137,6 +138,22 @@ TEST_CASE("Replanner: the guard keeps a large chunk from being stranded by a dro
   ChunkDecision d = rp.Decide(0);
   CHECK(d.level == 1);  // 159 KB + 7 x 99 KB at 1 MB/s + question: ~0.91 s
   CHECK(rp.RemainingSeconds(0, d.level, 0, 1e6, 3) <= 1.0);
+}
+
+}  // namespace
+}  // namespace ctx::policy
+
+namespace ctx::policy {
+namespace {
+
+TEST_CASE("Replanner: unknown levels never fit; a ragged level is not used", "[policy]") {
+  CostModel m;
+  ContextCosts c = testing::MakeContext();
+  c.chunk_bytes[0].pop_back();  // level 0 lacks the last chunk's size
+  StreamReplanner rp(m, c, BandwidthEstimator(1.0, 1e9), 1.0, 0, 0);
+  CHECK(std::isinf(rp.RemainingSeconds(0, 7, 0, 1e9)));
+  CHECK(std::isinf(rp.RemainingSeconds(0, 0, 0, 1e9)));
+  CHECK(rp.Decide(0).level == 1);
 }
 
 }  // namespace
