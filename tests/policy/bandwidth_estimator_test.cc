@@ -64,7 +64,7 @@ TEST_CASE("BandwidthEstimator: harmonic mean averages seconds per byte", "[polic
   CHECK(e.estimate_bps() == Approx(40.0));
 }
 
-TEST_CASE("BandwidthEstimator: alpha 1 tracks the last sample; bad alpha is clamped", "[policy]") {
+TEST_CASE("BandwidthEstimator: alpha 1 tracks the last sample, bad alpha is clamped", "[policy]") {
   BandwidthEstimator last(1.0, 10.0);
   last.AddSample(100, 1);
   last.AddSample(40, 1);

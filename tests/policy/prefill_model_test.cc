@@ -45,7 +45,7 @@ TEST_CASE("PrefillModel: defaults match the anchors and grow with the prefix", "
   CHECK(m.Seconds(500, 100) == 0.0);
 }
 
-TEST_CASE("PrefillModel: never negative; bad inputs are errors", "[policy]") {
+TEST_CASE("PrefillModel: never negative, bad inputs are errors", "[policy]") {
   // Samples with a large "negative overhead" shape: an unconstrained fit would give c < 0.
   std::vector<PrefillSample> s = {{0, 100, 0.001}, {0, 1000, 0.9}, {0, 2000, 1.9}};
   absl::StatusOr<PrefillModel> fit = PrefillModel::Fit(s);

@@ -146,7 +146,7 @@ TEST_CASE("Replanner: the guard keeps a large chunk from being stranded by a dro
 namespace ctx::policy {
 namespace {
 
-TEST_CASE("Replanner: unknown levels never fit; a ragged level is not used", "[policy]") {
+TEST_CASE("Replanner: unknown levels never fit, a ragged level is not used", "[policy]") {
   CostModel m;
   ContextCosts c = testing::MakeContext();
   c.chunk_bytes[0].pop_back();  // level 0 lacks the last chunk's size
