@@ -1,0 +1,203 @@
+#include "common/policy/planner.h"
+
+#include <cmath>
+#include <tuple>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace ctx::policy {
+
+const char* FormName(Form form) {
+  switch (form) {
+    case Form::kText:
+      return "text";
+    case Form::kCompressedText:
+      return "compressed text";
+    case Form::kKv:
+      return "KV";
+  }
+  return "?";
+}
+
+namespace {
+
+double Floor(const PlanRequest& r) {
+  return r.max_quality_loss > 0 ? r.max_quality_loss : INFINITY;
+}
+
+std::string Describe(const OptionEstimate& o) {
+  switch (o.form) {
+    case Form::kText:
+      return "text";
+    case Form::kCompressedText:
+      return absl::StrFormat("compressed text (rate %.2f)", o.rate);
+    case Form::kKv:
+      return absl::StrFormat("KV level %d", o.level);
+  }
+  return "?";
+}
+
+// Text-like option: optional compression, send m token ids, prefill m + q tokens.
+OptionEstimate TextLike(const CostModel& model, const ContextCosts& ctx, double text_bps,
+                        double tokens_kept, double compress_s) {
+  OptionEstimate o;
+  const double q = static_cast<double>(ctx.question_tokens);
+  o.bytes = static_cast<uint64_t>(tokens_kept * ctx.bytes_per_token_id);
+  o.compress_s = compress_s;
+  o.transfer_s = static_cast<double>(o.bytes) / text_bps;
+  o.prefill_s =
+      model.prefill.Seconds(0, tokens_kept) + model.prefill.Seconds(tokens_kept, tokens_kept + q);
+  o.ttft_s = model.request_overhead_s + compress_s + o.transfer_s + o.prefill_s;
+  return o;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<OptionEstimate>> EstimateOptions(const CostModel& model,
+                                                            const ContextCosts& ctx,
+                                                            const PlanRequest& request) {
+  if (!(request.bandwidth_bps > 0) || !std::isfinite(request.bandwidth_bps)) {
+    return absl::InvalidArgumentError("EstimateOptions: bandwidth estimate must be > 0 B/s");
+  }
+  if (ctx.level_loss.size() != ctx.chunk_bytes.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "EstimateOptions: ", ctx.chunk_bytes.size(), " KV levels have sizes but ",
+        ctx.level_loss.size(), " have a quality loss; the codec profile and manifest disagree"));
+  }
+  const double kv_bps = request.bandwidth_bps;
+  const double text_bps = request.text_bandwidth_bps > 0 ? request.text_bandwidth_bps : kv_bps;
+  const double n = static_cast<double>(ctx.TotalTokens());
+  const double q = static_cast<double>(ctx.question_tokens);
+  const double floor = Floor(request);
+
+  std::vector<OptionEstimate> out;
+  // Text: prefill everything.
+  out.push_back(TextLike(model, ctx, text_bps, n, 0));
+
+  // Compressed text at every available rate.
+  for (const CompressedVersion& v : ctx.compressed) {
+    const double c = v.precomputed ? 0.0 : model.compress.Seconds(n);
+    OptionEstimate o = TextLike(model, ctx, text_bps, static_cast<double>(v.tokens), c);
+    o.form = Form::kCompressedText;
+    o.rate = v.rate;
+    o.loss = v.loss;
+    out.push_back(o);
+  }
+
+  // KV at every level: transfer and decode pipelined over chunks, then the question.
+  for (size_t k = 0; k < ctx.chunk_bytes.size(); ++k) {
+    const std::vector<uint64_t>& sizes = ctx.chunk_bytes[k];
+    if (sizes.size() != ctx.num_chunks()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("EstimateOptions: level ", k, " has sizes for ", sizes.size(),
+                       " chunks but the context has ", ctx.num_chunks()));
+    }
+    std::vector<double> x(sizes.size()), d(sizes.size());
+    OptionEstimate o;
+    o.form = Form::kKv;
+    o.level = static_cast<int>(k);
+    o.loss = ctx.level_loss[k];
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      x[i] = static_cast<double>(sizes[i]) / kv_bps;
+      d[i] = model.decode.ChunkSeconds(o.level, static_cast<double>(sizes[i]));
+      o.bytes += sizes[i];
+      o.transfer_s += x[i];
+      o.decode_s += d[i];
+    }
+    o.prefill_s = model.prefill.Seconds(n, n + q);
+    o.ttft_s = model.request_overhead_s + PipelineSeconds(x, d) + o.prefill_s;
+    out.push_back(o);
+  }
+
+  for (OptionEstimate& o : out) {
+    o.meets_slo = request.slo_s <= 0 || o.ttft_s <= request.slo_s;
+    o.meets_floor = o.loss <= floor;
+  }
+  return out;
+}
+
+absl::StatusOr<Plan> ChoosePlan(const CostModel& model, const ContextCosts& ctx,
+                                const PlanRequest& request) {
+  absl::StatusOr<std::vector<OptionEstimate>> options = EstimateOptions(model, ctx, request);
+  if (!options.ok()) return options.status();
+  Plan plan;
+  plan.options = *std::move(options);
+  const std::vector<OptionEstimate>& opts = plan.options;
+
+  const OptionEstimate* chosen = nullptr;
+  if (request.force_form.has_value()) {
+    // Honour the forced form; pick within it by the usual rule unless a level/rate is given.
+    const Form f = *request.force_form;
+    const OptionEstimate* best_in_form = nullptr;
+    for (const OptionEstimate& o : opts) {
+      if (o.form != f) continue;
+      if (f == Form::kKv && request.force_level >= 0 && o.level != request.force_level) continue;
+      if (f == Form::kCompressedText && request.force_rate > 0 &&
+          std::abs(o.rate - request.force_rate) > 1e-6) {
+        continue;
+      }
+      // Within the form: prefer options meeting floor, then SLO, then lower loss, then faster.
+      auto key = [](const OptionEstimate& e) {
+        return std::tuple(!e.meets_floor, !e.meets_slo, e.meets_slo ? e.loss : 0.0, e.ttft_s);
+      };
+      if (best_in_form == nullptr || key(o) < key(*best_in_form)) best_in_form = &o;
+    }
+    if (best_in_form == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "ChoosePlan: forced ", FormName(f),
+          f == Form::kKv && request.force_level >= 0
+              ? absl::StrCat(" level ", request.force_level, " is not stored for this context")
+              : (f == Form::kCompressedText ? " at that rate is not available" : " unavailable")));
+    }
+    chosen = best_in_form;
+    plan.reason =
+        absl::StrFormat("forced %s: predicted TTFT %.3f s", Describe(*chosen), chosen->ttft_s);
+    if (!chosen->meets_slo)
+      absl::StrAppendFormat(&plan.reason, ", misses SLO %.3f s", request.slo_s);
+    if (!chosen->meets_floor) {
+      absl::StrAppendFormat(&plan.reason, ", loss %.4f exceeds floor %.4f", chosen->loss,
+                            request.max_quality_loss);
+    }
+  } else {
+    // Best quality within the SLO among options that respect the floor.
+    const OptionEstimate* best_quality = nullptr;
+    const OptionEstimate* fastest = nullptr;
+    for (const OptionEstimate& o : opts) {
+      if (!o.meets_floor) continue;
+      if (o.meets_slo && (best_quality == nullptr || o.loss < best_quality->loss ||
+                          (o.loss == best_quality->loss && o.ttft_s < best_quality->ttft_s))) {
+        best_quality = &o;
+      }
+      if (fastest == nullptr || o.ttft_s < fastest->ttft_s) fastest = &o;
+    }
+    if (best_quality != nullptr) {
+      chosen = best_quality;
+      plan.reason =
+          request.slo_s > 0
+              ? absl::StrFormat(
+                    "best quality within SLO: %s, loss %.4f, predicted TTFT %.3f s "
+                    "<= %.3f s",
+                    Describe(*chosen), chosen->loss, chosen->ttft_s, request.slo_s)
+              : absl::StrFormat("no SLO: best quality %s, loss %.4f, predicted TTFT %.3f s",
+                                Describe(*chosen), chosen->loss, chosen->ttft_s);
+    } else if (fastest != nullptr) {
+      chosen = fastest;
+      plan.reason = absl::StrFormat(
+          "no option meets SLO %.3f s: fastest within the quality floor is %s, predicted TTFT "
+          "%.3f s",
+          request.slo_s, Describe(*chosen), chosen->ttft_s);
+    } else {
+      chosen = &opts.front();  // text (loss 0): only reachable with a negative loss table
+      plan.reason = "no option meets the quality floor: text (loss 0)";
+    }
+  }
+  plan.chosen = *chosen;
+  if (plan.chosen.form == Form::kKv) {
+    plan.chunk_levels.assign(ctx.num_chunks(), plan.chosen.level);
+  }
+  return plan;
+}
+
+}  // namespace ctx::policy
