@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "common/tensor/safetensors.h"
@@ -42,6 +43,43 @@ void AddLayerNorm(float* x, const float* residual, int64_t n, int64_t h, const f
     const float m = static_cast<float>(mean);
     for (int64_t i = 0; i < h; ++i) row[i] = (row[i] - m) * inv * g[i] + b[i];
   }
+}
+
+// expf for x <= 0 (softmax after subtracting the row max), written branch-free so the loop
+// vectorises: 2^n * P(r), n = round(x / ln 2), r = x - n ln 2 (Cody-Waite split), degree-6
+// polynomial (Cephes expf; ~1-2 ulp). Inputs below -87.3 (incl. -inf) give exactly 0.
+inline float ExpNonPositive(float x) {
+  constexpr float kLog2e = 1.44269504088896341f, kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
+  const float xc = x < -87.3f ? -87.3f : x;
+  const float n = std::nearbyint(xc * kLog2e);
+  const float r = (xc - n * kLn2Hi) - n * kLn2Lo;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return x < -87.3f ? 0.0f : p * scale;
+}
+
+// Softmax over one attention row; `bias` is 0 for attended keys and -inf for masked ones.
+void MaskedSoftmaxRow(float* s, const float* bias, int64_t n) {
+  float mx = -INFINITY;
+  for (int64_t t = 0; t < n; ++t) {
+    s[t] += bias[t];
+    mx = s[t] > mx ? s[t] : mx;
+  }
+  float sum = 0;
+  for (int64_t t = 0; t < n; ++t) {
+    s[t] = ExpNonPositive(s[t] - mx);
+    sum += s[t];
+  }
+  const float inv = 1.0f / sum;
+  for (int64_t t = 0; t < n; ++t) s[t] *= inv;
 }
 
 // Exact GELU (HF "gelu"): 0.5 x (1 + erf(x / sqrt 2)).
@@ -195,6 +233,7 @@ absl::StatusOr<EncoderOutput> XlmrClassifier::Forward(const EncoderBatch& batch,
   std::vector<float> qkv(static_cast<size_t>(N * 3 * H));  // [N, 3H]: q | k | v
   std::vector<float> ctx(static_cast<size_t>(N * H));      // attention output before W_o
   std::vector<float> scores(static_cast<size_t>(T * T));
+  std::vector<float> key_bias(static_cast<size_t>(T));
   std::vector<float> h(static_cast<size_t>(N * H));
   std::vector<float> ffn(static_cast<size_t>(N * I));
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
@@ -205,7 +244,10 @@ absl::StatusOr<EncoderOutput> XlmrClassifier::Forward(const EncoderBatch& batch,
     for (int64_t b = 0; b < B; ++b) {
       const uint8_t* mask = batch.mask.data() + b * T;
       bool any_key = false;
-      for (int64_t t = 0; t < T; ++t) any_key |= mask[t] != 0;
+      for (int64_t t = 0; t < T; ++t) {
+        any_key |= mask[t] != 0;
+        key_bias[static_cast<size_t>(t)] = mask[t] ? 0.0f : -INFINITY;
+      }
       for (int64_t hd = 0; hd < NH; ++hd) {
         const float* q = qkv.data() + b * T * 3 * H + hd * D;
         const float* k = q + H;
@@ -220,16 +262,7 @@ absl::StatusOr<EncoderOutput> XlmrClassifier::Forward(const EncoderBatch& batch,
             std::fill_n(s, T, 1.0f / static_cast<float>(T));
             continue;
           }
-          float mx = -INFINITY;
-          for (int64_t t = 0; t < T; ++t)
-            if (mask[t]) mx = std::max(mx, s[t]);
-          float sum = 0;
-          for (int64_t t = 0; t < T; ++t) {
-            s[t] = mask[t] ? std::exp(s[t] - mx) : 0.0f;
-            sum += s[t];
-          }
-          const float inv = 1.0f / sum;
-          for (int64_t t = 0; t < T; ++t) s[t] *= inv;
+          MaskedSoftmaxRow(s, key_bias.data(), T);
         }
         // ctx[:, head] = P · V_h
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(T),
