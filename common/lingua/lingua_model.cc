@@ -8,20 +8,22 @@ namespace ctx::lingua {
 
 absl::StatusOr<LinguaModel> LinguaModel::Load(const std::string& model_dir) {
   const std::string spm = model_dir + "/sentencepiece.bpe.model";
+  const std::string json = model_dir + "/tokenizer.json";
   std::error_code ec;
-  if (!std::filesystem::exists(spm, ec)) {
-    const bool has_json = std::filesystem::exists(model_dir + "/tokenizer.json", ec);
-    return absl::NotFoundError(
-        absl::StrCat(model_dir, " has no sentencepiece.bpe.model",
-                     has_json ? " (only tokenizer.json): copy sentencepiece.bpe.model from "
-                                "FacebookAI/xlm-roberta-large (same vocabulary) into this directory"
-                              : "",
-                     "; see common/lingua/README.md"));
-  }
   LinguaModel m;
-  auto tok = XlmrTokenizer::Load(spm);
-  if (!tok.ok()) return tok.status();
-  m.tokenizer = *std::move(tok);
+  if (std::filesystem::exists(spm, ec)) {
+    auto tok = XlmrTokenizer::Load(spm);
+    if (!tok.ok()) return tok.status();
+    m.tokenizer = *std::move(tok);
+  } else if (std::filesystem::exists(json, ec)) {
+    auto tok = XlmrTokenizer::LoadFromTokenizerJson(json);
+    if (!tok.ok()) return tok.status();
+    m.tokenizer = *std::move(tok);
+  } else {
+    return absl::NotFoundError(absl::StrCat(
+        model_dir,
+        " has neither sentencepiece.bpe.model nor tokenizer.json; see common/lingua/README.md"));
+  }
   auto clf = XlmrClassifier::Load(model_dir, m.tokenizer->added_token_base(),
                                   m.tokenizer->num_added_tokens());
   if (!clf.ok()) return clf.status();

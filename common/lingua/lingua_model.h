@@ -15,9 +15,8 @@ struct LinguaModel {
   std::unique_ptr<XlmrTokenizer> tokenizer;
   std::unique_ptr<XlmrClassifier> classifier;
 
-  // `model_dir` holds config.json, model.safetensors (or shards) and sentencepiece.bpe.model.
-  // An HF directory with only tokenizer.json gets NotFound explaining where the .model comes
-  // from (see common/lingua/README.md).
+  // `model_dir` holds config.json, model.safetensors (or shards) and sentencepiece.bpe.model,
+  // or, failing that, an XLM-R-style tokenizer.json (Unigram; converted at load time).
   static absl::StatusOr<LinguaModel> Load(const std::string& model_dir);
 };
 

@@ -17,6 +17,8 @@ class SpmModel {
  public:
   // Empty string on success, else the error text.
   std::string Load(const std::string& path);
+  // Same, from a serialized sentencepiece ModelProto.
+  std::string LoadFromSerialized(const std::string& model_proto);
   SpmModel();
   ~SpmModel();
 
@@ -24,6 +26,8 @@ class SpmModel {
   int PieceSize() const;
   std::string IdToPiece(int id) const;
   int PieceToId(const std::string& piece) const;  // unk_id() when unknown
+  float GetScore(int id) const;
+  bool IsByte(int id) const;
   int unk_id() const;
   int bos_id() const;
   int eos_id() const;

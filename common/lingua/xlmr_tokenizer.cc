@@ -1,7 +1,11 @@
 #include "common/lingua/xlmr_tokenizer.h"
 
+#include <fstream>
+#include <sstream>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/lingua/tokenizer_json.h"
 
 namespace ctx::lingua {
 namespace {
@@ -19,20 +23,44 @@ XlmrTokenizer::~XlmrTokenizer() = default;
 
 absl::StatusOr<std::unique_ptr<XlmrTokenizer>> XlmrTokenizer::Load(const std::string& path,
                                                                    int num_added_tokens) {
+  auto sp = std::make_unique<SpmModel>();
+  if (std::string err = sp->Load(path); !err.empty()) {
+    return absl::NotFoundError(absl::StrCat("cannot load sentencepiece model ", path, ": ", err));
+  }
+  return Finish(std::move(sp), path, num_added_tokens);
+}
+
+absl::StatusOr<std::unique_ptr<XlmrTokenizer>> XlmrTokenizer::LoadFromTokenizerJson(
+    const std::string& path, int num_added_tokens) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto proto = SpmModelProtoFromTokenizerJson(ss.str());
+  if (!proto.ok()) {
+    return absl::Status(proto.status().code(), absl::StrCat(path, ": ", proto.status().message()));
+  }
+  auto sp = std::make_unique<SpmModel>();
+  if (std::string err = sp->LoadFromSerialized(*proto); !err.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": sentencepiece rejected the converted model: ", err));
+  }
+  return Finish(std::move(sp), path, num_added_tokens);
+}
+
+absl::StatusOr<std::unique_ptr<XlmrTokenizer>> XlmrTokenizer::Finish(std::unique_ptr<SpmModel> sp,
+                                                                     const std::string& origin,
+                                                                     int num_added_tokens) {
   if (num_added_tokens < 0 || num_added_tokens > 1000) {
     return absl::InvalidArgumentError("num_added_tokens must be in [0, 1000]");
   }
-  auto t = std::unique_ptr<XlmrTokenizer>(new XlmrTokenizer());
-  t->sp_ = std::make_unique<SpmModel>();
-  if (std::string err = t->sp_->Load(path); !err.empty()) {
-    return absl::NotFoundError(absl::StrCat("cannot load sentencepiece model ", path, ": ", err));
-  }
-  if (t->sp_->PieceSize() < 4 || t->sp_->unk_id() != 0 || t->sp_->bos_id() != 1 ||
-      t->sp_->eos_id() != 2) {
+  if (sp->PieceSize() < 4 || sp->unk_id() != 0 || sp->bos_id() != 1 || sp->eos_id() != 2) {
     return absl::InvalidArgumentError(absl::StrCat(
-        path, ": XLM-R mapping needs spm ids <unk>=0 <s>=1 </s>=2 (got unk=", t->sp_->unk_id(),
-        " bos=", t->sp_->bos_id(), " eos=", t->sp_->eos_id(), ")"));
+        origin, ": XLM-R mapping needs spm ids <unk>=0 <s>=1 </s>=2 (got unk=", sp->unk_id(),
+        " bos=", sp->bos_id(), " eos=", sp->eos_id(), ")"));
   }
+  auto t = std::unique_ptr<XlmrTokenizer>(new XlmrTokenizer());
+  t->sp_ = std::move(sp);
   t->mask_id_ = t->sp_->PieceSize() + 1;
   t->num_added_ = num_added_tokens;
   return t;

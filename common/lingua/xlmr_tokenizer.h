@@ -32,6 +32,9 @@ class XlmrTokenizer {
 
   static absl::StatusOr<std::unique_ptr<XlmrTokenizer>> Load(
       const std::string& spm_model_path, int num_added_tokens = kDefaultAddedTokens);
+  // From an HF tokenizer.json (Unigram vocabulary + precompiled charsmap), see tokenizer_json.h.
+  static absl::StatusOr<std::unique_ptr<XlmrTokenizer>> LoadFromTokenizerJson(
+      const std::string& tokenizer_json_path, int num_added_tokens = kDefaultAddedTokens);
   ~XlmrTokenizer();
 
   // Pieces of `text` (no <s>/</s>). Input must be valid UTF-8 (checked by callers).
@@ -60,6 +63,9 @@ class XlmrTokenizer {
 
  private:
   XlmrTokenizer() = default;
+  static absl::StatusOr<std::unique_ptr<XlmrTokenizer>> Finish(std::unique_ptr<SpmModel> sp,
+                                                               const std::string& origin,
+                                                               int num_added_tokens);
   std::unique_ptr<SpmModel> sp_;
   int32_t mask_id_ = 0;
   int num_added_ = 0;
