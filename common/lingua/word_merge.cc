@@ -98,9 +98,9 @@ std::vector<MergedWord> MergeTokensToWords(std::span<const std::string> pieces,
     const std::string& piece = pieces[i];
     double p = probs[i];
     if (XlmrTokenizer::IsSpecialPiece(piece)) continue;
-    const bool single_punct =
-        piece.size() == 1 && kAsciiPunctuation.find(piece[0]) != absl::string_view::npos;
-    const bool new_word = single_punct || force.IsForceToken(piece) || force.IsSubstitute(piece) ||
+    // Python `token in string.punctuation` is a *substring* test: "(", but also "()" or "{|}".
+    const bool punct = !piece.empty() && kAsciiPunctuation.find(piece) != absl::string_view::npos;
+    const bool new_word = punct || force.IsForceToken(piece) || force.IsSubstitute(piece) ||
                           absl::StartsWith(piece, kMetaspace) ||
                           words.empty();  // reference raises IndexError here; we start a word
     const absl::string_view pure = StripLeadingMetaspace(piece);

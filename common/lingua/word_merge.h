@@ -1,8 +1,9 @@
 // LLMLingua-2 token -> word merging for the XLM-R family (reference __merge_token_to_word and
 // __token_prob_to_word_prob), including its quirks:
 //  * specials (<s> </s> <unk> <pad> <mask>) are skipped, so genuine <unk> pieces vanish;
-//  * a new word starts at a single ASCII punctuation piece, a piece equal to a force token,
-//    a [NEWi] piece, or a piece starting with "▁";
+//  * a new word starts at a piece that is a substring of Python's string.punctuation (the
+//    reference's `token in string.punctuation`: "(", "()", "{|}"), a piece equal to a force
+//    token, a [NEWi] piece, or a piece starting with "▁";
 //  * a new word whose pure form (leading "▁"s stripped) is a force token or [NEWi] gets p = 1;
 //  * force_reserve_digit: a piece containing a Unicode decimal digit gets p = 1;
 //  * the "no force" list repeats the word's first-piece probability for continuation pieces.

@@ -108,6 +108,12 @@ TEST_CASE("merge: specials skipped, mean vs first, no-force quirk", "[lingua][ru
   CHECK(w[0].probs_no_force ==
         std::vector<double>{static_cast<double>(0.2f), static_cast<double>(0.2f)});
   CHECK(StripLeadingMetaspace(w[0].stored) == "Hello");
+  // `token in string.punctuation` is a substring test: "()" starts a word, "(a" does not.
+  std::vector<std::string> p2{kU + "f", "()", "(a", "x"};
+  std::vector<float> q2{0.1f, 0.2f, 0.3f, 0.4f};
+  auto w2 = MergeTokensToWords(p2, q2, none, false, Tok());
+  REQUIRE(w2.size() == 2);
+  CHECK(w2[1].stored == "()(ax");
 }
 
 TEST_CASE("merge: force tokens and [NEWi] get p = 1, restored in the word", "[lingua][rules]") {
