@@ -181,6 +181,9 @@ size_t PromptCompressor::WordTokenCount(const MergedWord& w) const {
 absl::StatusOr<CompressResult> PromptCompressor::Compress(std::span<const std::string> contexts,
                                                           const CompressOptions& o) const {
   // ---- validation (the reference crashes or divides by zero on most of these) ----
+  if (config_.max_seq_len < 3) {
+    return absl::FailedPreconditionError("CompressorConfig::max_seq_len must be at least 3");
+  }
   if (contexts.empty()) return Invalid("no context given: pass at least one non-empty context");
   size_t total_bytes = 0;
   for (size_t i = 0; i < contexts.size(); ++i) {
