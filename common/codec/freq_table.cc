@@ -8,7 +8,7 @@ namespace ctx::codec {
 
 void NormalizeFrequencies(std::span<const uint64_t> counts, std::span<uint16_t> freqs) {
   const size_t a = freqs.size();
-  // Scale huge counts down so that spare * count fits in 64 bits (spare < 2^12).
+  // Scale huge counts down so that spare * count fits in 64 bits (spare < M <= 2^12).
   uint64_t raw_total = 0;
   for (uint64_t c : counts) raw_total += c;
   const int shift = std::bit_width(raw_total) > 50 ? std::bit_width(raw_total) - 50 : 0;
@@ -32,7 +32,7 @@ void WriteFreqTable(std::span<const uint16_t> freqs, ByteWriter* w) {
 
 size_t FreqTableBytes(std::span<const uint16_t> freqs) {
   size_t n = 0;
-  for (uint16_t f : freqs) n += (f - 1u) < 0x80 ? 1 : 2;  // f <= 4096 < 2^14
+  for (uint16_t f : freqs) n += (f - 1u) < 0x80 ? 1 : 2;  // f <= M <= 2^12 < 2^14
   return n;
 }
 
@@ -44,7 +44,7 @@ absl::Status ReadFreqTable(ByteReader* r, std::span<uint16_t> freqs) {
     f = static_cast<uint16_t>(v + 1);
     sum += f;
   }
-  if (sum != kProbScale) return absl::DataLossError("frequency table does not sum to 2^12");
+  if (sum != kProbScale) return absl::DataLossError("frequency table does not sum to 2^kProbBits");
   return absl::OkStatus();
 }
 

@@ -14,8 +14,10 @@
 
 namespace ctx::codec {
 
-inline constexpr int kProbBits = 12;
-inline constexpr uint32_t kProbScale = 1u << kProbBits;  // M = 4096
+// 10 bits, not 12: the decoder's per-channel lookup tables (M bytes each, C per slot) then fit
+// in L2; measured on tiny-llama: decode 1.5-1.7x faster for +0.007 bits/element (+0.4 %).
+inline constexpr int kProbBits = 10;
+inline constexpr uint32_t kProbScale = 1u << kProbBits;  // M = 1024
 
 // counts[0..A) -> freqs[0..A) with sum == M and every freq >= 1:
 //   f_s = 1 + floor((M - A) * counts_s / sum(counts)), remainder to the most frequent symbol.

@@ -100,7 +100,7 @@ absl::Status ValidateProfile(const CodecProfile& p) {
         sum += t.freqs[ch * a + s];
       }
       if (sum != kProbScale)
-        return absl::InvalidArgumentError("profile table does not sum to 2^12");
+        return absl::InvalidArgumentError("profile table does not sum to 2^kProbBits");
     }
   }
   return absl::OkStatus();

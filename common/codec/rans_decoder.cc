@@ -50,8 +50,8 @@ absl::Status RansDecode(absl::string_view in, size_t rows, int cols, const RansD
   const uint32_t* const sym = t.sym.data();
   const uint8_t* p = ptr;
   uint8_t* out = symbols;
-  // One symbol with state `st` from table column `c`. After the update st >= 2^11, so at most
-  // two bytes bring it back to >= L (2^11 << 16 >= 2^23); with >= 2 bytes left both reads are
+  // One symbol with state `st` from table column `c`. After the update st >= 2^13, so at most
+  // two bytes bring it back to >= L (2^13 << 16 >= 2^23); with >= 2 bytes left both reads are
   // in bounds, otherwise the checked loop runs.
   // (A branchless renorm measured no faster here: the lut loads dominate.)
   auto step = [&](uint32_t& st, size_t c) -> uint8_t {
