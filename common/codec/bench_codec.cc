@@ -4,6 +4,7 @@
 //   ./build/common/codec/bench_codec [--kv models/golden/tiny-llama.safetensors]
 //                                    [--tables profile|chunk|auto] [--min-seconds 0.3]
 //                                    [--repeat N   (tile the tokens N times: speed only)]
+//                                    [--holdout 1  (profile from the first half of the tokens)]
 //
 // The profile tables are built from the same KV (in-sample, like the tests) unless
 // --tables chunk forces per-chunk tables. MB/s are of raw-fp16-equivalent bytes (2 per element).
@@ -90,6 +91,18 @@ double TimeIt(const std::function<void()>& fn, double min_seconds) {
   return elapsed / calls;
 }
 
+Kv Slice(const Kv& kv, uint32_t begin, uint32_t count) {
+  Kv out;
+  out.geometry = kv.geometry;
+  out.tokens = count;
+  const size_t c = kv.geometry.channels();
+  for (int slot = 0; slot < kv.geometry.slots(); ++slot) {
+    const float* src = kv.data.data() + (slot * static_cast<size_t>(kv.tokens) + begin) * c;
+    out.data.insert(out.data.end(), src, src + count * c);
+  }
+  return out;
+}
+
 // Relative L2 error of K slots and V slots that were sent.
 void RelErr(const Kv& kv, const std::vector<float>& out, const std::vector<int>& missing,
             double* k_err, double* v_err) {
@@ -114,13 +127,22 @@ int main(int argc, char** argv) {
   std::string tables = "auto";
   double min_seconds = 0.3;
   int repeat = 1;
+  bool holdout = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--kv")) path = argv[i + 1];
     if (!std::strcmp(argv[i], "--tables")) tables = argv[i + 1];
     if (!std::strcmp(argv[i], "--min-seconds")) min_seconds = std::atof(argv[i + 1]);
     if (!std::strcmp(argv[i], "--repeat")) repeat = std::max(1, std::atoi(argv[i + 1]));
+    if (!std::strcmp(argv[i], "--holdout")) holdout = std::atoi(argv[i + 1]) != 0;
   }
   Kv kv = LoadKv(path);
+  Kv train = kv;
+  if (holdout) {
+    // Profile from the first half of the tokens, measure on the second half (out of sample).
+    const uint32_t half = kv.tokens / 2;
+    train = Slice(kv, 0, half);
+    kv = Slice(kv, half, kv.tokens - half);
+  }
   if (repeat > 1) {
     // Synthetic long chunk for SPEED only: the tokens tiled `repeat` times (sizes of zstd are
     // then meaningless, it finds the repeats; table-based coders are not affected).
@@ -144,7 +166,10 @@ int main(int argc, char** argv) {
   const double fp16_mb = elements * 2 / 1e6;
 
   ProfileBuilder builder(fp, kv.geometry, DefaultLevels(kv.geometry.layers), DefaultLevelIndex());
-  if (!builder.AddChunk(view).ok()) return 1;
+  KvChunkView train_view = view;
+  train_view.token_count = train.tokens;
+  train_view.data = train.data;
+  if (!builder.AddChunk(holdout ? train_view : view).ok()) return 1;
   CodecProfile profile = builder.Build();
   if (tables == "chunk") profile.tables.clear();
   auto codec = KvCodec::Create(profile);
@@ -154,7 +179,9 @@ int main(int argc, char** argv) {
 
   std::printf("KV: %s  layers=%d kv_heads=%d head_dim=%d tokens=%u elements=%.0f\n", path.c_str(),
               kv.geometry.layers, kv.geometry.kv_heads, kv.geometry.head_dim, kv.tokens, elements);
-  std::printf("tables: %s (profile built in-sample from this KV)\n\n", tables.c_str());
+  std::printf("tables: %s (profile built %s)\n\n", tables.c_str(),
+              holdout ? "from the first half of the tokens; rows measure the second half"
+                      : "in-sample from this KV");
 
   // Baselines.
   const std::string raw = *EncodeRawF16(view);
