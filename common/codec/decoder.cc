@@ -11,6 +11,7 @@
 #include "common/codec/prepared_tables.h"
 #include "common/codec/quantizer.h"
 #include "common/codec/rans_decoder.h"
+#include "common/tensor/dtype.h"
 
 namespace ctx::codec {
 
@@ -94,8 +95,8 @@ absl::Status KvCodec::DecodeRans(const ChunkHeader& h, absl::string_view payload
     if ((s & 0x7c00) == 0x7c00) return absl::DataLossError("KV chunk: scale is inf/NaN");
   }
 
-  // Decode: symbols of one slot, then dequantize row by row into the output.
-  std::vector<uint8_t> symbols(per_slot);
+  // Decode each slot straight into dequantized floats (row_step = scale / MAX per token).
+  std::vector<float> row_step(t_count);
   size_t next = 0;
   for (int slot = 0; slot < h.geometry.slots(); ++slot) {
     float* dst = out.data() + slot * per_slot;
@@ -104,15 +105,15 @@ absl::Status KvCodec::DecodeRans(const ChunkHeader& h, absl::string_view payload
       continue;
     }
     const SlotPlan& p = plans[next++];
-    if (absl::Status s =
-            RansDecode(p.stream, t_count, channels, *p.tables, p.table_stride, symbols.data());
-        !s.ok()) {
-      return absl::DataLossError(absl::StrCat("KV chunk slot ", slot, ": ", s.message()));
-    }
     const int max_q = MaxQ(p.bins);
     for (size_t t = 0; t < t_count; ++t) {
       const uint16_t scale = static_cast<uint16_t>(p.scales[2 * t] | p.scales[2 * t + 1] << 8);
-      DequantizeRow(symbols.data() + t * channels, channels, max_q, scale, dst + t * channels);
+      row_step[t] = tensor::HalfToFloat(scale) / static_cast<float>(max_q);
+    }
+    if (absl::Status s = RansDecodeDequantize(p.stream, t_count, channels, *p.tables,
+                                              p.table_stride, max_q, row_step.data(), dst);
+        !s.ok()) {
+      return absl::DataLossError(absl::StrCat("KV chunk slot ", slot, ": ", s.message()));
     }
   }
   return absl::OkStatus();

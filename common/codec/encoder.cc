@@ -82,7 +82,8 @@ absl::StatusOr<std::string> KvCodec::EncodeImpl(const KvChunkView& chunk, const 
 
   std::string dir, scales, tables, streams;
   ByteWriter dir_w(&dir), scale_w(&scales), table_w(&tables);
-  std::vector<uint8_t> symbols(per_slot);
+  static thread_local std::vector<uint8_t> symbols;  // reused: avoids page faults per call
+  if (symbols.size() < per_slot) symbols.resize(per_slot);
   std::vector<uint16_t> chan_freqs, shared_freqs;
   std::vector<uint64_t> hist, shared_hist;
   bool used_profile = false;

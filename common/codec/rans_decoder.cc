@@ -1,5 +1,8 @@
 #include "common/codec/rans_decoder.h"
 
+#include <algorithm>
+#include <type_traits>
+
 #include "common/codec/freq_table.h"
 #include "common/codec/rans_encoder.h"
 
@@ -29,8 +32,12 @@ RansDecodeTables RansDecodeTables::Build(std::span<const uint16_t> freqs, int al
 //   slot = x mod M  identifies s (lut), then x = f * (x / M) + slot - start  (inverse of C),
 //   which leaves x in [f L / M, 256 f L/M): read bytes while x < L to return to I.
 // The reads are bounds-checked: past the end we feed zeros and report DataLoss afterwards.
-absl::Status RansDecode(absl::string_view in, size_t rows, int cols, const RansDecodeTables& t,
-                        int table_stride, uint8_t* symbols) {
+namespace {
+
+// Emit<uint8_t>: store symbols; Emit<float>: store (s - max_q) * row_step[r] (dequantized).
+template <typename Out>
+absl::Status DecodeImpl(absl::string_view in, size_t rows, int cols, const RansDecodeTables& t,
+                        int table_stride, Out* dest, const float* row_step, int max_q) {
   const uint8_t* ptr = reinterpret_cast<const uint8_t*>(in.data());
   const uint8_t* const end = ptr + in.size();
   if (in.size() < 4 * kRansStates) return absl::DataLossError("rANS stream truncated");
@@ -42,14 +49,13 @@ absl::Status RansDecode(absl::string_view in, size_t rows, int cols, const RansD
       return absl::DataLossError("rANS stream has an invalid initial state");
     }
   }
-  static_assert(kRansStates == 4, "the unrolled loops below code 4 states");
+  static_assert(kRansStates == 4 && kRansGroup == 4, "the unrolled loop codes 4 states");
   bool overrun = false;
   const size_t lut_step = static_cast<size_t>(table_stride) * kProbScale;
   const size_t sym_step = static_cast<size_t>(table_stride) * t.alphabet;
   const uint8_t* const lut = t.lut.data();
   const uint32_t* const sym = t.sym.data();
   const uint8_t* p = ptr;
-  uint8_t* out = symbols;
   // One symbol with state `st` from table column `c`. After the update st >= 2^13, so at most
   // two bytes bring it back to >= L (2^13 << 16 >= 2^23); with >= 2 bytes left both reads are
   // in bounds, otherwise the checked loop runs.
@@ -75,23 +81,33 @@ absl::Status RansDecode(absl::string_view in, size_t rows, int cols, const RansD
     return s;
   };
   uint32_t x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
-  if (cols % kRansStates == 0) {
-    // Symbol r*cols + c uses state c % 4: unroll over columns.
-    for (size_t r = 0; r < rows; ++r) {
-      for (size_t c = 0; c < static_cast<size_t>(cols); c += 4) {
-        const uint8_t s0 = step(x0, c), s1 = step(x1, c + 1), s2 = step(x2, c + 2),
-                      s3 = step(x3, c + 3);
-        out[0] = s0, out[1] = s1, out[2] = s2, out[3] = s3;
-        out += 4;
+  uint32_t* states[kRansStates] = {&x0, &x1, &x2, &x3};
+  const size_t stride = static_cast<size_t>(cols);
+  for (size_t c0 = 0; c0 < stride; c0 += kRansGroup) {
+    const size_t width = std::min<size_t>(kRansGroup, stride - c0);
+    Out* out = dest + c0;
+    auto emit = [&](uint8_t v, size_t r) -> Out {
+      if constexpr (std::is_same_v<Out, float>) {
+        return static_cast<float>(static_cast<int>(v) - max_q) * row_step[r];
+      } else {
+        (void)r;
+        return v;
       }
-    }
-  } else {
-    const size_t n = rows * static_cast<size_t>(cols);
-    size_t c = 0;
-    uint32_t* states[kRansStates] = {&x0, &x1, &x2, &x3};
-    for (size_t i = 0; i < n; ++i) {
-      *out++ = step(*states[i % kRansStates], c);
-      c = c + 1 == static_cast<size_t>(cols) ? 0 : c + 1;
+    };
+    if (width == kRansGroup) {
+      // Full group: state k decodes column c0 + k of every row (sequence index j = 4*(..) + k).
+      for (size_t r = 0; r < rows; ++r, out += stride) {
+        const uint8_t s0 = step(x0, c0), s1 = step(x1, c0 + 1), s2 = step(x2, c0 + 2),
+                      s3 = step(x3, c0 + 3);
+        out[0] = emit(s0, r), out[1] = emit(s1, r), out[2] = emit(s2, r), out[3] = emit(s3, r);
+      }
+    } else {
+      size_t j = c0 * rows;
+      for (size_t r = 0; r < rows; ++r, out += stride) {
+        for (size_t k = 0; k < width; ++k, ++j) {
+          out[k] = emit(step(*states[j % kRansStates], c0 + k), r);
+        }
+      }
     }
   }
   x[0] = x0, x[1] = x1, x[2] = x2, x[3] = x3;
@@ -101,6 +117,19 @@ absl::Status RansDecode(absl::string_view in, size_t rows, int cols, const RansD
     if (s != kRansL) return absl::DataLossError("rANS stream corrupted (final state mismatch)");
   }
   return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status RansDecode(absl::string_view in, size_t rows, int cols, const RansDecodeTables& t,
+                        int table_stride, uint8_t* symbols) {
+  return DecodeImpl<uint8_t>(in, rows, cols, t, table_stride, symbols, nullptr, 0);
+}
+
+absl::Status RansDecodeDequantize(absl::string_view in, size_t rows, int cols,
+                                  const RansDecodeTables& t, int table_stride, int max_q,
+                                  const float* row_step, float* values) {
+  return DecodeImpl<float>(in, rows, cols, t, table_stride, values, row_step, max_q);
 }
 
 }  // namespace ctx::codec

@@ -30,4 +30,9 @@ struct RansDecodeTables {
 absl::Status RansDecode(absl::string_view in, size_t rows, int cols, const RansDecodeTables& t,
                         int table_stride, uint8_t* symbols);
 
+// Same, fused with dequantization: values[r * cols + c] = (s - max_q) * row_step[r].
+absl::Status RansDecodeDequantize(absl::string_view in, size_t rows, int cols,
+                                  const RansDecodeTables& t, int table_stride, int max_q,
+                                  const float* row_step, float* values);
+
 }  // namespace ctx::codec

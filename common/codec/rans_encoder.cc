@@ -1,5 +1,6 @@
 #include "common/codec/rans_encoder.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "common/codec/freq_table.h"
@@ -16,25 +17,36 @@ namespace ctx::codec {
 void RansEncode(const uint8_t* symbols, size_t rows, int cols, const RansSymbol* tables,
                 int table_stride, int alphabet, std::string* out) {
   const size_t n = rows * static_cast<size_t>(cols);
-  // Worst case: 12 bits (<= 2 bytes) per symbol, plus the flushed states.
-  std::vector<uint8_t> buf(2 * n + 4 * kRansStates + 16);
+  // Worst case: kProbBits <= 16 bits (<= 2 bytes) per symbol, plus the flushed states.
+  // Reused per thread: a fresh 2n-byte buffer per call costs page faults + zeroing.
+  static thread_local std::vector<uint8_t> buf;
+  if (buf.size() < 2 * n + 4 * kRansStates + 16) buf.resize(2 * n + 4 * kRansStates + 16);
   uint8_t* const end = buf.data() + buf.size();
   uint8_t* ptr = end;
   uint32_t x[kRansStates];
   for (uint32_t& s : x) s = kRansL;
 
   const size_t col_step = static_cast<size_t>(table_stride) * alphabet;
-  int c = cols - 1;
-  for (size_t i = n; i-- > 0;) {
-    const RansSymbol sym = tables[c * col_step + symbols[i]];
-    uint32_t& st = x[i % kRansStates];
-    const uint32_t x_max = ((kRansL >> kProbBits) << 8) * sym.freq;
-    while (st >= x_max) {
-      *--ptr = static_cast<uint8_t>(st);
-      st >>= 8;
+  // Coding order (see the header): column groups of 4, inside a group row by row; the j-th
+  // symbol of that sequence uses state j % 4. We walk the sequence backwards.
+  const size_t groups = (static_cast<size_t>(cols) + kRansGroup - 1) / kRansGroup;
+  for (size_t g = groups; g-- > 0;) {
+    const size_t c0 = g * kRansGroup;
+    const size_t width = std::min<size_t>(kRansGroup, cols - c0);
+    const size_t j0 = c0 * rows;  // sequence index of the group's first symbol
+    for (size_t r = rows; r-- > 0;) {
+      for (size_t k = width; k-- > 0;) {
+        const size_t c = c0 + k;
+        const RansSymbol sym = tables[c * col_step + symbols[r * cols + c]];
+        uint32_t& st = x[(j0 + r * width + k) % kRansStates];
+        const uint32_t x_max = ((kRansL >> kProbBits) << 8) * sym.freq;
+        while (st >= x_max) {
+          *--ptr = static_cast<uint8_t>(st);
+          st >>= 8;
+        }
+        st = ((st / sym.freq) << kProbBits) + (st % sym.freq) + sym.start;
+      }
     }
-    st = ((st / sym.freq) << kProbBits) + (st % sym.freq) + sym.start;
-    c = c == 0 ? cols - 1 : c - 1;
   }
   // Flush the last state first so that state 0 lands at the lowest address.
   for (int k = kRansStates - 1; k >= 0; --k) {

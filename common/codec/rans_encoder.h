@@ -3,7 +3,10 @@
 // Coded object: `rows` x `cols` symbols, row-major (for us: tokens x channels of one slot);
 // column c is coded with its own table (tables + c * table_stride * alphabet), so
 // table_stride = 1 gives per-channel tables, 0 one table shared by all columns.
-// Symbol i (= row * cols + col) is coded by state i % kRansStates; the decoder mirrors this.
+// Coding order: columns in groups of kRansGroup = 4 (the last group may be narrower); group
+// by group, and inside a group row by row, left to right. The j-th symbol of this sequence
+// is coded by state j % kRansStates, so a full group gives each state one column: the decoder
+// keeps 4 tables hot in L1 for a whole group instead of touching all C tables on every row.
 #pragma once
 
 #include <cstddef>
@@ -13,6 +16,7 @@
 namespace ctx::codec {
 
 inline constexpr int kRansStates = 4;
+inline constexpr int kRansGroup = 4;          // columns per group (== kRansStates)
 inline constexpr uint32_t kRansL = 1u << 23;  // states live in [kRansL, kRansL << 8)
 
 // One symbol of a table: [start, start + freq) is its slice of [0, 2^kProbBits).
