@@ -320,3 +320,76 @@ TEST_CASE("header carries token range, level, masks and dtype", "[codec]") {
 
 }  // namespace
 }  // namespace ctx::codec
+
+namespace ctx::codec {
+namespace {
+
+TEST_CASE("odd geometry (C not a multiple of 4) and ad-hoc bins round-trip", "[codec]") {
+  const KvGeometry g{3, 1, 6};  // C = 6: one full 4-channel group + a 2-channel group
+  std::mt19937 rng(21);
+  std::normal_distribution<float> n(0.f, 2.f);
+  const uint32_t tokens = 37;
+  std::vector<float> data(static_cast<size_t>(g.slots()) * tokens * g.channels());
+  for (float& v : data) v = n(rng);
+  KvChunkView view;
+  view.geometry = g;
+  view.token_count = tokens;
+  view.token_begin = 100;
+  view.fingerprint = TestFingerprint(4);
+  view.data = data;
+  ProfileBuilder b(view.fingerprint, g, DefaultLevels(g.layers), 0);
+  REQUIRE(b.AddChunk(view).ok());
+  auto codec = KvCodec::Create(b.Build());
+  REQUIRE(codec.ok());
+  // Bins the profile has no table for: the encoder must fall back to chunk tables.
+  LevelSpec spec;
+  spec.key_bins = {0, 10, 64};
+  spec.value_bins = {20, 0, 256};
+  EncodeStats stats;
+  auto bytes = codec->EncodeWithBins(view, spec, {}, &stats);
+  REQUIRE(bytes.ok());
+  CHECK(stats.slots_with_chunk_tables == 4);
+  auto d = codec->Decode(*bytes);
+  REQUIRE(d.ok());
+  CHECK(d->header.level == kNoLevel);
+  CHECK(d->missing_slots == std::vector<int>{0, 3});
+  double rel, excess;
+  Errors(view, *d, spec, &rel, &excess);
+  CHECK(excess <= 0);
+  // Every level too, with profile tables forced.
+  for (int level = 0; level < static_cast<int>(codec->profile().levels.size()); ++level) {
+    EncodeOptions o;
+    o.tables = TableChoice::kProfile;
+    auto lb = codec->Encode(view, level, o);
+    REQUIRE(lb.ok());
+    auto ld = codec->Decode(*lb);
+    REQUIRE(ld.ok());
+    Errors(view, *ld, codec->profile().levels[level], &rel, &excess);
+    CHECK(excess <= 0);
+  }
+  // Forcing profile tables for bins the profile lacks is an error, not a crash.
+  EncodeOptions force;
+  force.tables = TableChoice::kProfile;
+  CHECK(codec->EncodeWithBins(view, spec, force).status().code() ==
+        absl::StatusCode::kFailedPrecondition);
+  // Invalid bins are rejected.
+  spec.key_bins[1] = 7;
+  CHECK_FALSE(codec->EncodeWithBins(view, spec).ok());
+}
+
+TEST_CASE("encoder rejects NaN and wrong-sized input", "[codec]") {
+  const KvCodec codec = GoldenCodec();
+  GoldenKv p = Prefix(2);
+  p.data[5] = NAN;
+  CHECK(codec.Encode(p.View(TestFingerprint()), 2).status().code() ==
+        absl::StatusCode::kInvalidArgument);
+  GoldenKv q = Prefix(2);
+  KvChunkView v = q.View(TestFingerprint());
+  v.data = v.data.subspan(1);
+  CHECK_FALSE(codec.Encode(v, 2).ok());
+  CHECK_FALSE(EncodeInt8(v).ok());
+  CHECK_FALSE(EncodeRawF16(v).ok());
+}
+
+}  // namespace
+}  // namespace ctx::codec
