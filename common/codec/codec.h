@@ -1,0 +1,101 @@
+// KvCodec: encodes KV chunks at a level of a CodecProfile and decodes any chunk back
+// (CacheGen-style quantization + rANS, and the raw-fp16 / 8-bit baselines).
+// Pure: bytes in, bytes out. Thread-safe for concurrent Encode/Decode calls (const).
+//
+//   auto codec = KvCodec::Create(profile);               // prepares rANS tables once
+//   std::string bytes = *codec->Encode(chunk, level);    // chunk: KvChunkView (float32)
+//   DecodedChunk d = *codec->Decode(bytes, {.expected_fingerprint = fp});
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "common/codec/kv_chunk.h"
+#include "common/codec/profile.h"
+#include "common/codec/wire_format.h"
+
+namespace ctx::codec {
+
+// How each slot's probability tables are chosen (kAuto: whichever codes the slot smallest,
+// counting the bytes of tables carried in the chunk; profile tables cost nothing).
+enum class TableChoice { kAuto, kProfile, kChunkPerChannel, kChunkShared };
+
+// Per-slot table mode on the wire.
+enum class TableMode : uint8_t { kProfile = 0, kChunkPerChannel = 1, kChunkShared = 2 };
+
+struct EncodeOptions {
+  KvDType dtype = KvDType::kF16;  // dtype the receiver wants the KV in (recorded only)
+  TableChoice tables = TableChoice::kAuto;
+};
+
+struct DecodeOptions {
+  std::optional<ModelFingerprint> expected_fingerprint;
+  std::optional<KvGeometry> expected_geometry;
+};
+
+struct DecodedChunk {
+  ChunkHeader header;
+  std::vector<float> kv;           // [layers][K|V][T][C]; slots not sent are zero
+  std::vector<int> missing_slots;  // slots (2*layer + kv) the chunk does not carry
+};
+
+// Sizes of one encoded chunk, for benchmarks and metrics.
+struct EncodeStats {
+  size_t header_bytes = 0;
+  size_t scale_bytes = 0;
+  size_t table_bytes = 0;   // tables carried in the chunk
+  size_t stream_bytes = 0;  // entropy-coded symbols (or raw values for baselines)
+  size_t total_bytes = 0;
+  int slots_with_chunk_tables = 0;
+};
+
+struct PreparedTables;  // rANS encode/decode forms of the profile tables (codec.cc)
+
+class KvCodec {
+ public:
+  // Validates the profile and prepares its tables. A profile without tables is fine: every
+  // chunk then carries its own tables.
+  static absl::StatusOr<KvCodec> Create(CodecProfile profile);
+  // The default level table (level_table.h) without static tables.
+  static absl::StatusOr<KvCodec> CreateDefault(ModelFingerprint fingerprint, KvGeometry geometry);
+
+  const CodecProfile& profile() const { return *profile_; }
+
+  // Encodes at profile level `level` (index into profile().levels).
+  absl::StatusOr<std::string> Encode(const KvChunkView& chunk, int level,
+                                     const EncodeOptions& options = {},
+                                     EncodeStats* stats = nullptr) const;
+  // Encodes with an ad-hoc bins table (header level = kNoLevel); for calibration searches.
+  absl::StatusOr<std::string> EncodeWithBins(const KvChunkView& chunk, const LevelSpec& bins,
+                                             const EncodeOptions& options = {},
+                                             EncodeStats* stats = nullptr) const;
+
+  // Decodes any chunk kind. Checks the fingerprint/geometry the caller expects and that the
+  // chunk's profile tables are this codec's.
+  absl::StatusOr<DecodedChunk> Decode(absl::string_view bytes,
+                                      const DecodeOptions& options = {}) const;
+  // Same, into a caller buffer of exactly layers*2*T*C floats (see ParseChunk for the header).
+  absl::Status DecodeInto(absl::string_view bytes, const DecodeOptions& options,
+                          std::span<float> out, ChunkHeader* header = nullptr) const;
+
+ private:
+  KvCodec() = default;
+  absl::StatusOr<std::string> EncodeImpl(const KvChunkView& chunk, const LevelSpec& bins,
+                                         uint8_t level, const EncodeOptions& options,
+                                         EncodeStats* stats) const;
+  absl::Status DecodeParsed(const ParsedChunk& chunk, const DecodeOptions& options,
+                            std::span<float> out) const;
+  absl::Status DecodeRans(const ChunkHeader& h, absl::string_view payload,
+                          std::span<float> out) const;
+
+  std::shared_ptr<const CodecProfile> profile_;
+  std::shared_ptr<const PreparedTables> prepared_;
+  uint64_t tables_hash_ = 0;
+};
+
+}  // namespace ctx::codec

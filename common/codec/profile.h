@@ -1,0 +1,87 @@
+// CodecProfile: everything about a model that encoder and decoder share offline — the level
+// tables (bins per K/V layer) and the static probability tables per (K/V, layer, channel) —
+// plus per-level measurements filled by the calibrate tool. Stored as a versioned,
+// checksummed binary file (SerializeProfile / ParseProfile); a chunk names the tables it used
+// by TablesHash(), so it cannot be decoded against different tables by mistake.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "common/codec/kv_chunk.h"
+
+namespace ctx::codec {
+
+inline constexpr uint32_t kProfileMagic = 0x50585443;  // "CTXP"
+inline constexpr uint16_t kProfileVersion = 1;
+
+// One compression level: bins per (K|V, layer); 0 = that slot is not sent (the receiver
+// recomputes it, e.g. layer 0 from token ids and positions).
+struct LevelSpec {
+  std::string name;
+  std::vector<uint16_t> key_bins;    // [layers]
+  std::vector<uint16_t> value_bins;  // [layers]
+  // Measured offline (NaN = not measured yet).
+  double bits_per_element = NAN;  // all-in: payload + scales + side information
+  double kl_nats = NAN;           // mean KL(full || degraded) per token
+  double delta_ppl_pct = NAN;     // continuation perplexity change vs full KV, %
+  double top1_agreement = NAN;    // greedy next-token agreement with full KV
+
+  int Bins(int slot) const { return slot & 1 ? value_bins[slot / 2] : key_bins[slot / 2]; }
+};
+
+// Static table for one (slot, bins): freqs[c * A + s], A = AlphabetSize(bins), each row of A
+// sums to 2^kProbBits and is >= 1 everywhere.
+struct SlotTable {
+  int slot = 0;  // 2 * layer + (0 = K, 1 = V)
+  int bins = 0;
+  std::vector<uint16_t> freqs;
+};
+
+struct CodecProfile {
+  ModelFingerprint fingerprint{};
+  KvGeometry geometry;
+  int default_level = 0;
+  std::vector<LevelSpec> levels;  // ordered best quality ... smallest
+  std::vector<SlotTable> tables;  // may be empty: chunks then carry their own tables
+
+  // XXH3-64 of geometry + tables (not the measurements); 0 when there are no tables.
+  uint64_t TablesHash() const;
+  const SlotTable* FindTable(int slot, int bins) const;
+};
+
+// Checks levels and tables against the geometry (bins valid, table sums, no duplicates).
+absl::Status ValidateProfile(const CodecProfile& profile);
+
+std::string SerializeProfile(const CodecProfile& profile);
+// Bounds-checked; DataLossError on truncated/corrupted bytes, InvalidArgument on versions or
+// contents this build does not accept.
+absl::StatusOr<CodecProfile> ParseProfile(absl::string_view bytes);
+
+// Accumulates symbol histograms from float KV chunks (the calibrate tool's inner loop) and
+// builds a profile whose tables cover every (slot, bins) some level uses.
+class ProfileBuilder {
+ public:
+  ProfileBuilder(ModelFingerprint fingerprint, KvGeometry geometry, std::vector<LevelSpec> levels,
+                 int default_level = 0);
+  absl::Status AddChunk(const KvChunkView& chunk);
+  // Tables from the histograms (add-one smoothed) and, per level, the in-sample
+  // bits/element (cross-entropy under the built tables + 16-bit scales).
+  CodecProfile Build() const;
+  uint64_t tokens() const { return tokens_; }
+
+ private:
+  ModelFingerprint fingerprint_;
+  KvGeometry geometry_;
+  std::vector<LevelSpec> levels_;
+  int default_level_;
+  std::map<std::pair<int, int>, std::vector<uint64_t>> hist_;  // (slot, bins) -> [C][A]
+  uint64_t tokens_ = 0;
+};
+
+}  // namespace ctx::codec

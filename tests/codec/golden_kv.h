@@ -1,0 +1,33 @@
+// Test helper: the golden tiny-llama KV (models/golden/tiny-llama.safetensors) in codec layout.
+#pragma once
+
+#include <vector>
+
+#include "common/codec/kv_chunk.h"
+
+namespace ctx::codec::testing {
+
+struct GoldenKv {
+  KvGeometry geometry;
+  uint32_t tokens = 0;
+  std::vector<float> data;  // [layer][K|V][token][C]
+  KvChunkView View(const ModelFingerprint& fp) const {
+    KvChunkView v;
+    v.geometry = geometry;
+    v.token_count = tokens;
+    v.fingerprint = fp;
+    v.data = data;
+    return v;
+  }
+};
+
+// Loads past_key_values.{l}.key/value [1, H, T, D] and transposes them to [T][H*D].
+GoldenKv LoadGoldenKv();
+
+inline ModelFingerprint TestFingerprint(uint8_t seed = 7) {
+  ModelFingerprint fp;
+  for (int i = 0; i < 16; ++i) fp[i] = static_cast<uint8_t>(seed * 31 + i);
+  return fp;
+}
+
+}  // namespace ctx::codec::testing
