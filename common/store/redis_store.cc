@@ -25,7 +25,7 @@ constexpr char kDeleteScript[] = R"lua(
 if redis.call('EXISTS', KEYS[1]) == 1 then
   local old = redis.call('STRLEN', KEYS[1])
   redis.call('DEL', KEYS[1])
-  redis.call('HINCRBY', KEYS[2], 'bytes', -old)
+  redis.call('HINCRBY', KEYS[2], 'bytes', 0 - old)  -- not -old: Lua's -0 is "-0"
   redis.call('HINCRBY', KEYS[2], 'items', -1)
 end
 return 1)lua";
@@ -37,8 +37,9 @@ redis.call('HINCRBY', KEYS[2], 'manifests', added)
 return 1)lua";
 
 constexpr char kDeleteManifestScript[] = R"lua(
-local removed = redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('HINCRBY', KEYS[2], 'manifests', -removed)
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then
+  redis.call('HINCRBY', KEYS[2], 'manifests', -1)
+end
 return 1)lua";
 
 timeval Millis(int ms) {
