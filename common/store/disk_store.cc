@@ -212,8 +212,8 @@ void DiskStore::InsertLocked(const std::string& key, uint64_t bytes) {
   }
 }
 
-absl::Status DiskStore::WriteAtomic(const fs::path& final_path, absl::string_view name,
-                                    absl::string_view payload) {
+absl::StatusOr<fs::path> DiskStore::WriteTemp(const fs::path& final_path, absl::string_view name,
+                                              absl::string_view payload) {
   const fs::path dir = final_path.parent_path();
   if (auto s = EnsureDir(dir); !s.ok()) return s;
   const fs::path tmp = dir / absl::StrCat(kTempPrefix, ::getpid(), ".", temp_counter_.fetch_add(1));
@@ -241,12 +241,16 @@ absl::Status DiskStore::WriteAtomic(const fs::path& final_path, absl::string_vie
     ::unlink(tmp.c_str());
     return ErrnoStatus("write", tmp, err);
   }
+  return tmp;
+}
+
+absl::Status DiskStore::RenameLocked(const fs::path& tmp, const fs::path& final_path) {
   if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
-    const int rerr = errno;
+    const int err = errno;
     ::unlink(tmp.c_str());
-    return ErrnoStatus("rename onto", final_path, rerr);
+    return ErrnoStatus("rename onto", final_path, err);
   }
-  return FsyncDir(dir);
+  return absl::OkStatus();
 }
 
 absl::Status DiskStore::Put(const BlobKey& key, absl::string_view bytes) {
@@ -257,10 +261,17 @@ absl::Status DiskStore::Put(const BlobKey& key, absl::string_view bytes) {
                      " bytes; raise the capacity or use a smaller chunk size"));
   }
   const std::string k = key.ToString();
-  if (auto s = WriteAtomic(BlobPath(key), k, bytes); !s.ok()) return s;
-  std::lock_guard<std::mutex> lock(mu_);
-  InsertLocked(k, bytes.size());
-  return absl::OkStatus();
+  const fs::path path = BlobPath(key);
+  // The slow part (write + fsync) runs unlocked; rename and index update happen together under
+  // the lock, so the index never disagrees with the directory (e.g. an eviction racing a Put).
+  auto tmp = WriteTemp(path, k, bytes);
+  if (!tmp.ok()) return tmp.status();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto s = RenameLocked(*tmp, path); !s.ok()) return s;
+    InsertLocked(k, bytes.size());
+  }
+  return FsyncDir(path.parent_path());  // make the rename durable
 }
 
 absl::StatusOr<std::string> DiskStore::Get(const BlobKey& key) {
@@ -282,6 +293,10 @@ absl::StatusOr<std::string> DiskStore::Get(const BlobKey& key) {
   std::lock_guard<std::mutex> lock(mu_);
   if (!r.ok()) {
     stats_.misses += 1;
+    if (absl::IsNotFound(r.status()) && ::access(path.c_str(), F_OK) != 0) {
+      // Deleted behind our back (or evicted meanwhile): keep the index truthful.
+      if (auto it = index_.find(k); it != index_.end()) EraseLocked(it);
+    }
     if (absl::IsDataLoss(r.status())) {
       // Remove the corrupt file, unless a concurrent Put already replaced it.
       struct stat st;
@@ -314,10 +329,15 @@ absl::Status DiskStore::PutManifest(absl::string_view tenant, absl::string_view 
   if (auto s = ValidateName("tenant", tenant); !s.ok()) return s;
   if (auto s = ValidateName("context id", context_id); !s.ok()) return s;
   const std::string name = ManifestName(tenant, context_id);
-  if (auto s = WriteAtomic(ManifestPath(tenant, context_id), name, bytes); !s.ok()) return s;
-  std::lock_guard<std::mutex> lock(mu_);
-  manifest_names_.insert(name);
-  return absl::OkStatus();
+  const fs::path path = ManifestPath(tenant, context_id);
+  auto tmp = WriteTemp(path, name, bytes);
+  if (!tmp.ok()) return tmp.status();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto s = RenameLocked(*tmp, path); !s.ok()) return s;
+    manifest_names_.insert(name);
+  }
+  return FsyncDir(path.parent_path());
 }
 
 absl::StatusOr<std::string> DiskStore::GetManifest(absl::string_view tenant,

@@ -67,9 +67,14 @@ class DiskStore final : public ChunkStore {
  private:
   DiskStore(std::filesystem::path root, uint64_t capacity_bytes);
   absl::Status Rebuild();
-  // Writes `payload` under `final_path` atomically (temp + fsync + rename + fsync dir).
-  absl::Status WriteAtomic(const std::filesystem::path& final_path, absl::string_view name,
-                           absl::string_view payload);
+  // Atomic write in two steps: WriteTemp writes and fsyncs a temp file next to `final_path`
+  // (no lock held); RenameLocked renames it over `final_path` (lock held); the caller then
+  // fsyncs the directory.
+  absl::StatusOr<std::filesystem::path> WriteTemp(const std::filesystem::path& final_path,
+                                                  absl::string_view name,
+                                                  absl::string_view payload);
+  absl::Status RenameLocked(const std::filesystem::path& tmp,
+                            const std::filesystem::path& final_path);
   struct Entry {
     std::string key;
     uint64_t bytes;

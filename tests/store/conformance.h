@@ -8,16 +8,12 @@
 #include <string>
 
 #include "common/store/chunk_store.h"
+#include "tests/store/test_data.h"
 
 namespace ctx::store::testing {
 
 using StoreFactory = std::function<std::unique_ptr<ChunkStore>()>;
 
 void RunConformanceSuite(const StoreFactory& factory);
-
-// A BlobKey derived from a small integer (distinct ints give distinct hashes).
-BlobKey TestKey(uint32_t n, uint32_t encoding = 2, uint32_t level = 1);
-// Deterministic binary bytes (includes NUL and 0xff) of length `size`.
-std::string TestBytes(size_t size, uint32_t seed);
 
 }  // namespace ctx::store::testing
