@@ -42,6 +42,13 @@ std::vector<absl::StatusOr<std::string>> ChunkStore::GetMany(std::span<const Blo
   return out;
 }
 
+absl::Status ChunkStore::PutMany(std::span<const BlobWrite> blobs) {
+  for (const BlobWrite& b : blobs) {
+    if (auto s = Put(b.key, b.bytes); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateName(absl::string_view what, absl::string_view name) {
   if (name.empty() || name.size() > 128) {
     return absl::InvalidArgumentError(

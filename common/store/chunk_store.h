@@ -67,6 +67,17 @@ class ChunkStore {
   // Batched Get, one result per key in order. Default: a loop; Redis pipelines it.
   virtual std::vector<absl::StatusOr<std::string>> GetMany(std::span<const BlobKey> keys);
 
+  // Stores several blobs (e.g. every chunk and level of one context before its manifest).
+  // All three backends check every size first, so a too-large blob refuses the whole batch
+  // with RESOURCE_EXHAUSTED before anything is written; after another error a subset may be
+  // stored (the manifest is what commits a context). Default: Put in a loop. Disk batches the
+  // directory fsyncs; Redis pipelines the writes in one round trip.
+  struct BlobWrite {
+    BlobKey key;
+    absl::string_view bytes;
+  };
+  virtual absl::Status PutMany(std::span<const BlobWrite> blobs);
+
   // tenant and context_id: 1..128 chars of [A-Za-z0-9._-], not starting with '.'.
   virtual absl::Status PutManifest(absl::string_view tenant, absl::string_view context_id,
                                    absl::string_view bytes) = 0;

@@ -48,6 +48,7 @@ class DiskStore final : public ChunkStore {
   absl::StatusOr<std::string> Get(const BlobKey& key) override;
   absl::StatusOr<bool> Contains(const BlobKey& key) override;
   absl::Status Delete(const BlobKey& key) override;
+  absl::Status PutMany(std::span<const BlobWrite> blobs) override;
 
   absl::Status PutManifest(absl::string_view tenant, absl::string_view context_id,
                            absl::string_view bytes) override;
@@ -80,6 +81,7 @@ class DiskStore final : public ChunkStore {
     uint64_t bytes;
   };
   using Lru = std::list<Entry>;  // front = most recently used
+  absl::Status CheckSize(const BlobKey& key, size_t size) const;
   void EraseLocked(std::unordered_map<std::string, Lru::iterator>::iterator it);
   void InsertLocked(const std::string& key, uint64_t bytes);
 

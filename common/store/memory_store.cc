@@ -15,13 +15,24 @@ void MemoryStore::EraseLocked(std::unordered_map<std::string, Lru::iterator>::it
   index_.erase(it);
 }
 
-absl::Status MemoryStore::Put(const BlobKey& key, absl::string_view bytes) {
-  if (capacity_bytes_ != 0 && bytes.size() > capacity_bytes_) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("blob ", key.ToString(), " is ", bytes.size(),
-                     " bytes, larger than the memory store capacity of ", capacity_bytes_,
-                     " bytes; raise the capacity or use a smaller chunk size"));
+absl::Status MemoryStore::CheckSize(const BlobKey& key, size_t size) const {
+  if (capacity_bytes_ != 0 && size > capacity_bytes_) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "blob ", key.ToString(), " is ", size, " bytes, larger than the memory store capacity of ",
+        capacity_bytes_, " bytes; raise the capacity or use a smaller chunk size"));
   }
+  return absl::OkStatus();
+}
+
+absl::Status MemoryStore::PutMany(std::span<const BlobWrite> blobs) {
+  for (const BlobWrite& b : blobs) {
+    if (auto s = CheckSize(b.key, b.bytes.size()); !s.ok()) return s;
+  }
+  return ChunkStore::PutMany(blobs);
+}
+
+absl::Status MemoryStore::Put(const BlobKey& key, absl::string_view bytes) {
+  if (auto s = CheckSize(key, bytes.size()); !s.ok()) return s;
   std::string k = key.ToString();
   std::lock_guard<std::mutex> lock(mu_);
   if (auto it = index_.find(k); it != index_.end()) EraseLocked(it);

@@ -25,6 +25,7 @@ class MemoryStore final : public ChunkStore {
   absl::StatusOr<std::string> Get(const BlobKey& key) override;
   absl::StatusOr<bool> Contains(const BlobKey& key) override;
   absl::Status Delete(const BlobKey& key) override;
+  absl::Status PutMany(std::span<const BlobWrite> blobs) override;
 
   absl::Status PutManifest(absl::string_view tenant, absl::string_view context_id,
                            absl::string_view bytes) override;
@@ -42,6 +43,7 @@ class MemoryStore final : public ChunkStore {
   };
   using Lru = std::list<Entry>;  // front = most recently used
 
+  absl::Status CheckSize(const BlobKey& key, size_t size) const;
   void EraseLocked(std::unordered_map<std::string, Lru::iterator>::iterator it);
 
   const uint64_t capacity_bytes_;

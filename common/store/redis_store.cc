@@ -146,13 +146,63 @@ std::string RedisStore::TenantKey(absl::string_view tenant) const {
 }
 std::string RedisStore::StatsKey() const { return absl::StrCat(options_.prefix, ":stats"); }
 
-absl::Status RedisStore::Put(const BlobKey& key, absl::string_view bytes) {
-  if (bytes.size() > options_.max_blob_bytes) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("blob ", key.ToString(), " is ", bytes.size(),
-                     " bytes, larger than the Redis store limit of ", options_.max_blob_bytes,
-                     " bytes per blob; use a smaller chunk size"));
+absl::Status RedisStore::CheckSize(const BlobKey& key, size_t size) const {
+  if (size > options_.max_blob_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "blob ", key.ToString(), " is ", size, " bytes, larger than the Redis store limit of ",
+        options_.max_blob_bytes, " bytes per blob; use a smaller chunk size"));
   }
+  return absl::OkStatus();
+}
+
+absl::Status RedisStore::PutMany(std::span<const BlobWrite> blobs) {
+  for (const BlobWrite& b : blobs) {
+    if (auto s = CheckSize(b.key, b.bytes.size()); !s.ok()) return s;
+  }
+  if (blobs.empty()) return absl::OkStatus();
+  const std::string stats_key = StatsKey();
+  std::vector<std::string> chunk_keys;
+  for (const BlobWrite& b : blobs) chunk_keys.push_back(ChunkKey(b.key));
+  std::lock_guard<std::mutex> lock(mu_);
+  absl::Status last = absl::OkStatus();
+  for (int attempt = 0; attempt < 2; ++attempt) {  // the writes are idempotent: retry all
+    if (ctx_ == nullptr) {
+      if (last = ConnectLocked(); !last.ok()) return last;
+    }
+    for (size_t i = 0; i < blobs.size(); ++i) {
+      const char* argv[6] = {"EVAL",           kPutScript,           "2", chunk_keys[i].data(),
+                             stats_key.data(), blobs[i].bytes.data()};
+      const size_t lens[6] = {4,
+                              sizeof(kPutScript) - 1,
+                              1,
+                              chunk_keys[i].size(),
+                              stats_key.size(),
+                              blobs[i].bytes.size()};
+      redisAppendCommandArgv(ctx_, 6, argv, lens);
+    }
+    bool broken = false;
+    absl::Status first_error = absl::OkStatus();
+    for (size_t i = 0; i < blobs.size(); ++i) {
+      void* raw = nullptr;
+      if (redisGetReply(ctx_, &raw) != REDIS_OK || raw == nullptr) {
+        broken = true;
+        break;
+      }
+      Reply r(static_cast<redisReply*>(raw));
+      if (r->type == REDIS_REPLY_ERROR && first_error.ok()) {
+        first_error = absl::InternalError(absl::StrCat("Redis EVAL error: ", r->str));
+      }
+    }
+    if (!broken) return first_error;
+    last = absl::UnavailableError(absl::StrCat("Redis at ", options_.host, ":", options_.port,
+                                               " failed during a pipelined put: ", ctx_->errstr));
+    DropConnectionLocked();
+  }
+  return last;
+}
+
+absl::Status RedisStore::Put(const BlobKey& key, absl::string_view bytes) {
+  if (auto s = CheckSize(key, bytes.size()); !s.ok()) return s;
   auto r = Command({"EVAL", kPutScript, "2", ChunkKey(key), StatsKey(), std::string(bytes)});
   return r.status();
 }

@@ -10,7 +10,7 @@
 // Connection: one connection guarded by a mutex, connect and per-command timeouts. When a
 // command fails on the connection (Redis restarted, network blip), the store reconnects and
 // retries it once; if Redis is still down the call returns UNAVAILABLE and a later call tries
-// to connect again. GetMany pipelines its GETs in one round trip.
+// to connect again. GetMany and PutMany pipeline their commands in one round trip.
 //
 // Capacity and eviction are Redis's job (maxmemory + maxmemory-policy, as in LMCache):
 // Stats().evictions reports Redis's evicted_keys. Keys evicted by Redis make the byte/item
@@ -50,6 +50,7 @@ class RedisStore final : public ChunkStore {
   absl::StatusOr<bool> Contains(const BlobKey& key) override;
   absl::Status Delete(const BlobKey& key) override;
   std::vector<absl::StatusOr<std::string>> GetMany(std::span<const BlobKey> keys) override;
+  absl::Status PutMany(std::span<const BlobWrite> blobs) override;
 
   absl::Status PutManifest(absl::string_view tenant, absl::string_view context_id,
                            absl::string_view bytes) override;
@@ -76,6 +77,7 @@ class RedisStore final : public ChunkStore {
   // become INTERNAL with Redis's message.
   absl::StatusOr<Reply> Command(const std::vector<std::string>& argv);
   absl::StatusOr<Reply> CommandLocked(const std::vector<std::string>& argv);
+  absl::Status CheckSize(const BlobKey& key, size_t size) const;
   std::string ChunkKey(const BlobKey& key) const;
   std::string TenantKey(absl::string_view tenant) const;
   std::string StatsKey() const;

@@ -91,6 +91,21 @@ void RunConformanceSuite(const StoreFactory& factory) {
     CHECK(store->GetMany({}).empty());
   }
 
+  SECTION("PutMany stores every blob, overwrites count once") {
+    std::vector<std::string> payloads;
+    for (uint32_t i = 0; i < 12; ++i) payloads.push_back(TestBytes(1000 + i, i));
+    std::vector<ChunkStore::BlobWrite> writes;
+    for (uint32_t i = 0; i < 12; ++i) writes.push_back({TestKey(i, 2, i % 4), payloads[i]});
+    REQUIRE(store->PutMany(writes).ok());
+    REQUIRE(store->PutMany(writes).ok());  // idempotent
+    for (uint32_t i = 0; i < 12; ++i)
+      CHECK(store->Get(TestKey(i, 2, i % 4)).value() == payloads[i]);
+    const StoreStats s = store->Stats();
+    CHECK(s.items == 12);
+    CHECK(s.bytes == 12 * 1000 + 66);
+    CHECK(store->PutMany({}).ok());
+  }
+
   SECTION("manifests: put, get, list sorted, overwrite, delete") {
     REQUIRE(store->PutManifest("acme", "ctx-b", "manifest b").ok());
     REQUIRE(store->PutManifest("acme", "ctx-a", TestBytes(300, 3)).ok());

@@ -177,6 +177,10 @@ TEST_CASE("disk store: byte cap evicts least recently used blobs and their files
     const absl::Status big = store->Put(TestKey(9), std::string(301, 'x'));
     CHECK(big.code() == absl::StatusCode::kResourceExhausted);
     CHECK(big.message().find("capacity of 300 bytes") != absl::string_view::npos);
+    const std::string small(10, 's'), huge(301, 'h');
+    const std::vector<ChunkStore::BlobWrite> batch = {{TestKey(8), small}, {TestKey(9), huge}};
+    CHECK(store->PutMany(batch).code() == absl::StatusCode::kResourceExhausted);
+    CHECK_FALSE(store->Contains(TestKey(8)).value());
   }
   // Reopen with a smaller cap: the index is rebuilt and trimmed to fit.
   auto store = OpenOrDie(dir.path, 200);

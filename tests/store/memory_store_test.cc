@@ -63,4 +63,9 @@ TEST_CASE("memory store: a blob larger than the capacity is RESOURCE_EXHAUSTED",
   CHECK(s.message().find("capacity of 100 bytes") != absl::string_view::npos);
   CHECK(store.Contains(TestKey(1)).value());  // nothing was evicted for a refused blob
   CHECK(store.Stats().evictions == 0);
+  // A batch with one oversized blob is refused whole, before anything is written.
+  const std::string small(10, 's'), big(101, 'b');
+  const std::vector<ChunkStore::BlobWrite> batch = {{TestKey(3), small}, {TestKey(4), big}};
+  CHECK(store.PutMany(batch).code() == absl::StatusCode::kResourceExhausted);
+  CHECK_FALSE(store.Contains(TestKey(3)).value());
 }

@@ -118,7 +118,10 @@ TEST_CASE("redis store: reconnects after redis-server restarts on the same port"
   // A restart between two calls on a live connection is retried transparently.
   server.Stop();
   REQUIRE(server.Start());
-  REQUIRE(store.Put(TestKey(4), "after second restart").ok());
+  const std::string p4 = "after second restart", p6 = TestBytes(5000, 6);
+  const std::vector<ChunkStore::BlobWrite> writes = {{TestKey(4), p4}, {TestKey(6), p6}};
+  REQUIRE(store.PutMany(writes).ok());  // pipelined, on a connection that died under it
+  CHECK(store.Get(TestKey(6)).value() == p6);
   const std::vector<BlobKey> keys = {TestKey(4), TestKey(5)};
   auto many = store.GetMany(keys);
   CHECK(many[0].value() == "after second restart");
@@ -144,6 +147,10 @@ TEST_CASE("redis store: blob over the per-blob limit is RESOURCE_EXHAUSTED", "[s
   const absl::Status s = (*store)->Put(TestKey(2), std::string(1001, 'a'));
   CHECK(s.code() == absl::StatusCode::kResourceExhausted);
   CHECK(s.message().find("limit of 1000 bytes") != absl::string_view::npos);
+  const std::string small(10, 's'), big(1001, 'b');
+  const std::vector<ChunkStore::BlobWrite> batch = {{TestKey(3), small}, {TestKey(4), big}};
+  CHECK((*store)->PutMany(batch).code() == absl::StatusCode::kResourceExhausted);
+  CHECK_FALSE((*store)->Contains(TestKey(3)).value());
 }
 
 TEST_CASE("redis store: evictions by Redis' maxmemory are reported", "[store][redis]") {
