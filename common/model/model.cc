@@ -1,0 +1,183 @@
+#include "common/model/model.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+
+namespace ctx::model {
+
+using ops::MatMul;
+using ops::MatMulTransB;
+
+Model::Model(std::string dir, LlamaConfig config, LlamaWeights weights, ModelFingerprint fp)
+    : dir_(std::move(dir)),
+      config_(config),
+      weights_(std::move(weights)),
+      fingerprint_(fp),
+      rope_(config.max_position_embeddings, config.head_dim, config.rope_theta) {}
+
+absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& model_dir) {
+  absl::StatusOr<LlamaConfig> config = LoadLlamaConfig(model_dir);
+  if (!config.ok()) return config.status();
+  absl::StatusOr<tensor::CheckpointWeights> ckpt = tensor::CheckpointWeights::Open(model_dir);
+  if (!ckpt.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot open weights of ", model_dir, ": ", ckpt.status().message()));
+  }
+  absl::StatusOr<LlamaWeights> weights = LoadLlamaWeights(*ckpt, *config);
+  if (!weights.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(model_dir, ": ", weights.status().message()));
+  }
+  const ModelFingerprint fp = ComputeFingerprint(*config, *ckpt);
+  return std::unique_ptr<Model>(new Model(model_dir, *config, std::move(*weights), fp));
+}
+
+KvCache Model::NewKvCache(int capacity) const {
+  if (capacity <= 0 || capacity > config_.max_position_embeddings) {
+    capacity = config_.max_position_embeddings;
+  }
+  return KvCache(config_.num_layers, config_.kv_dim(), capacity);
+}
+
+absl::Status Model::CheckTokens(std::span<const int32_t> tokens) const {
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (tokens[i] < 0 || tokens[i] >= config_.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("token id ", tokens[i], " at index ", i,
+                                                     " is outside the vocabulary [0, ",
+                                                     config_.vocab_size, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Model::Forward(std::span<const int32_t> tokens, KvCache& cache, Logits which,
+                            std::vector<float>* logits, const ForwardOptions& options) const {
+  const int n = static_cast<int>(tokens.size());
+  if (n == 0) return absl::InvalidArgumentError("forward pass needs at least one token");
+  if (absl::Status s = CheckTokens(tokens); !s.ok()) return s;
+  if (cache.num_layers() != config_.num_layers || cache.kv_dim() != config_.kv_dim()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "KV cache geometry (", cache.num_layers(), " layers x ", cache.kv_dim(),
+        ") does not match the model (", config_.num_layers, " x ", config_.kv_dim(), ")"));
+  }
+  const int pos0 = cache.length();
+  const int limit = std::min(cache.capacity(), config_.max_position_embeddings);
+  if (static_cast<int64_t>(pos0) + n > limit) {
+    return absl::InvalidArgumentError(absl::StrCat("context of ", pos0 + int64_t{n},
+                                                   " tokens exceeds the limit of ", limit,
+                                                   " (max_position_embeddings / cache capacity)"));
+  }
+  if (which != Logits::kNone && logits == nullptr) {
+    return absl::InvalidArgumentError("logits requested but no output vector given");
+  }
+  const size_t V = config_.vocab_size;
+  if (which == Logits::kAll) logits->assign(static_cast<size_t>(n) * V, 0.0f);
+  if (which == Logits::kLast) logits->assign(V, 0.0f);
+
+  const int block = std::max(1, options.block_tokens);
+  for (int b0 = 0; b0 < n; b0 += block) {
+    const int T = std::min(block, n - b0);
+    const bool last_block = b0 + T == n;
+    int first_logit_row = T;  // none
+    float* out = nullptr;
+    if (which == Logits::kAll) {
+      first_logit_row = 0;
+      out = logits->data() + static_cast<size_t>(b0) * V;
+    } else if (which == Logits::kLast && last_block) {
+      first_logit_row = T - 1;
+      out = logits->data();
+    }
+    ForwardBlock(tokens.subspan(b0, T), pos0 + b0, cache, first_logit_row, out, options);
+    (void)cache.SetLength(pos0 + b0 + T);  // within capacity: checked above
+  }
+  return absl::OkStatus();
+}
+
+void Model::ForwardBlock(std::span<const int32_t> tokens, int pos0, KvCache& cache,
+                         int first_logit_row, float* logits, const ForwardOptions& opt) const {
+  const LlamaConfig& c = config_;
+  const int T = static_cast<int>(tokens.size());
+  const int H = c.hidden_size, I = c.intermediate_size, QD = c.q_dim(), KVD = c.kv_dim();
+  const ops::Gemm gemm = opt.gemm;
+
+  std::vector<float> x(static_cast<size_t>(T) * H);     // [T][H] residual stream
+  std::vector<float> xn(static_cast<size_t>(T) * H);    // [T][H] normalized input of a sublayer
+  std::vector<float> q(static_cast<size_t>(T) * QD);    // [T][q_dim] queries
+  std::vector<float> att(static_cast<size_t>(T) * QD);  // [T][q_dim] attention output
+  std::vector<float> gate(static_cast<size_t>(T) * I);  // [T][I]
+  std::vector<float> up(static_cast<size_t>(T) * I);    // [T][I]
+
+  // Embedding: x[t] = embed[token t]                                     [T][H]
+  for (int t = 0; t < T; ++t) {
+    std::copy_n(weights_.embed.data() + static_cast<size_t>(tokens[t]) * H, H,
+                x.data() + static_cast<size_t>(t) * H);
+  }
+
+  for (int l = 0; l < c.num_layers; ++l) {
+    const LlamaLayerWeights& w = weights_.layers[l];
+    float* k_rows = cache.keys(l) + static_cast<size_t>(pos0) * KVD;    // [T][kv_dim]
+    float* v_rows = cache.values(l) + static_cast<size_t>(pos0) * KVD;  // [T][kv_dim]
+
+    // Attention sublayer: x += o_proj(attn(rope(q), rope(k), v)) of rmsnorm(x).
+    ops::RmsNorm(x.data(), w.input_norm.data(), T, H, c.rms_norm_eps, xn.data());
+    MatMulTransB(gemm, T, QD, H, 1.0f, xn.data(), H, w.wq.data(), H, 0.0f, q.data(), QD);
+    MatMulTransB(gemm, T, KVD, H, 1.0f, xn.data(), H, w.wk.data(), H, 0.0f, k_rows, KVD);
+    MatMulTransB(gemm, T, KVD, H, 1.0f, xn.data(), H, w.wv.data(), H, 0.0f, v_rows, KVD);
+    ops::ApplyRope(rope_, q.data(), T, QD, c.num_heads, c.head_dim, pos0);
+    ops::ApplyRope(rope_, k_rows, T, KVD, c.num_kv_heads, c.head_dim, pos0);
+    Attention(q.data(), T, pos0, cache, l, att.data(), opt);
+    MatMulTransB(gemm, T, H, QD, 1.0f, att.data(), QD, w.wo.data(), QD, 1.0f, x.data(), H);
+
+    // MLP sublayer: x += down(silu(gate(xn)) * up(xn)), xn = rmsnorm(x).
+    ops::RmsNorm(x.data(), w.post_norm.data(), T, H, c.rms_norm_eps, xn.data());
+    MatMulTransB(gemm, T, I, H, 1.0f, xn.data(), H, w.w_gate.data(), H, 0.0f, gate.data(), I);
+    MatMulTransB(gemm, T, I, H, 1.0f, xn.data(), H, w.w_up.data(), H, 0.0f, up.data(), I);
+    ops::SwiGlu(gate.data(), up.data(), static_cast<size_t>(T) * I);
+    MatMulTransB(gemm, T, H, I, 1.0f, gate.data(), I, w.w_down.data(), I, 1.0f, x.data(), H);
+  }
+
+  // Final norm and lm_head, only for the rows whose logits are wanted.   [rows][V]
+  const int rows = T - first_logit_row;
+  if (rows <= 0 || logits == nullptr) return;
+  const float* x_rows = x.data() + static_cast<size_t>(first_logit_row) * H;
+  ops::RmsNorm(x_rows, weights_.final_norm.data(), rows, H, c.rms_norm_eps, xn.data());
+  MatMulTransB(gemm, rows, c.vocab_size, H, 1.0f, xn.data(), H, weights_.lm_head_data(), H, 0.0f,
+               logits, c.vocab_size);
+}
+
+void Model::Attention(const float* q, int T, int pos0, const KvCache& cache, int layer, float* out,
+                      const ForwardOptions& opt) const {
+  const LlamaConfig& c = config_;
+  const int D = c.head_dim, QD = c.q_dim(), KVD = c.kv_dim(), group = c.group_size();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  const float* keys = cache.keys(layer);      // [pos0 + T][kv_dim], rows after RoPE
+  const float* values = cache.values(layer);  // [pos0 + T][kv_dim]
+
+  // Queries go in blocks of kQueryBlock so the score matrix is [kQueryBlock][keys seen],
+  // never [T][T]; a block only looks at keys up to its last query (causal), so the work
+  // above the diagonal is skipped except inside the block itself.
+  constexpr int kQueryBlock = 64;
+  std::vector<float> scores(static_cast<size_t>(std::min(T, kQueryBlock)) * (pos0 + T));
+  for (int qb = 0; qb < T; qb += kQueryBlock) {
+    const int nq = std::min(kQueryBlock, T - qb);
+    const int nk = pos0 + qb + nq;  // keys visible to the block's last query
+    for (int h = 0; h < c.num_heads; ++h) {
+      const int g = h / group;  // GQA: query head h reads KV head h / group
+      const float* q_h = q + static_cast<size_t>(qb) * QD + static_cast<size_t>(h) * D;
+      // scores[nq][nk] = q_h . K_g^T / sqrt(D)
+      MatMulTransB(opt.gemm, nq, nk, D, scale, q_h, QD, keys + static_cast<size_t>(g) * D, KVD,
+                   0.0f, scores.data(), nk);
+      // Query r sits at position pos0 + qb + r and sees keys [0, pos0 + qb + r].
+      for (int r = 0; r < nq; ++r) {
+        ops::SoftmaxPrefix(scores.data() + static_cast<size_t>(r) * nk, pos0 + qb + r + 1, nk);
+      }
+      // out_h[nq][D] = scores . V_g
+      float* out_h = out + static_cast<size_t>(qb) * QD + static_cast<size_t>(h) * D;
+      MatMul(opt.gemm, nq, D, nk, scores.data(), nk, values + static_cast<size_t>(g) * D, KVD,
+             out_h, QD);
+    }
+  }
+}
+
+}  // namespace ctx::model
