@@ -74,6 +74,17 @@ inline double MaxAbsDiff(const float* a, const float* b, size_t n) {
   return m;
 }
 
+// max |a - b| / max(1, |b|): an absolute error for small values, relative for large ones
+// (tiny-llama's logits reach ~30, where one float ulp is 2e-6).
+inline double MaxScaledDiff(const float* a, const float* b, size_t n) {
+  double m = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double scale = std::max(1.0, std::fabs(static_cast<double>(b[i])));
+    m = std::max(m, std::fabs(static_cast<double>(a[i]) - b[i]) / scale);
+  }
+  return m;
+}
+
 // The golden KV of all layers (past_key_values.{l}.key/value, [1][kv_heads][T][D]) in our
 // chunk layout: for each layer, K [T][kv_heads*D] then V [T][kv_heads*D].
 inline std::vector<float> GoldenKvChunk(const Golden& g, const LlamaConfig& c, int T) {
