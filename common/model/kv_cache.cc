@@ -8,7 +8,7 @@ KvCache::KvCache(int num_layers, int kv_dim, int capacity)
     : num_layers_(num_layers),
       kv_dim_(kv_dim),
       capacity_(capacity),
-      data_(static_cast<size_t>(num_layers) * 2 * capacity * kv_dim) {}
+      data_(new float[static_cast<size_t>(num_layers) * 2 * capacity * kv_dim]) {}
 
 absl::Status KvCache::SetLength(int n) {
   if (n < 0 || n > capacity_) {
@@ -47,7 +47,7 @@ absl::StatusOr<std::vector<std::byte>> KvCache::Export(int a, int b, tensor::DTy
   std::byte* dst = out.data();
   for (int l = 0; l < num_layers_; ++l) {
     for (int kv = 0; kv < 2; ++kv) {
-      const float* src = data_.data() + Offset(l, kv) + static_cast<size_t>(a) * kv_dim_;
+      const float* src = data_.get() + Offset(l, kv) + static_cast<size_t>(a) * kv_dim_;
       if (absl::Status s = tensor::ConvertFromFloat(dtype, src, block, dst); !s.ok()) return s;
       dst += block * esize;
     }
@@ -79,7 +79,7 @@ absl::Status KvCache::Import(int a, int b, tensor::DType dtype, std::span<const 
   const std::byte* src = bytes.data();
   for (int l = 0; l < num_layers_; ++l) {
     for (int kv = 0; kv < 2; ++kv) {
-      float* dst = data_.data() + Offset(l, kv) + static_cast<size_t>(a) * kv_dim_;
+      float* dst = data_.get() + Offset(l, kv) + static_cast<size_t>(a) * kv_dim_;
       if (absl::Status s = tensor::ConvertToFloat(dtype, src, block, dst); !s.ok()) return s;
       src += block * esize;
     }

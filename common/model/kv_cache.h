@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -22,6 +23,8 @@ namespace ctx::model {
 class KvCache {
  public:
   KvCache(int num_layers, int kv_dim, int capacity);
+  KvCache(KvCache&&) = default;
+  KvCache& operator=(KvCache&&) = default;
 
   int num_layers() const { return num_layers_; }
   int kv_dim() const { return kv_dim_; }
@@ -29,10 +32,10 @@ class KvCache {
   int length() const { return length_; }
 
   // Rows [0, capacity) of layer l's keys / values: [capacity][kv_dim].
-  float* keys(int layer) { return data_.data() + Offset(layer, 0); }
-  float* values(int layer) { return data_.data() + Offset(layer, 1); }
-  const float* keys(int layer) const { return data_.data() + Offset(layer, 0); }
-  const float* values(int layer) const { return data_.data() + Offset(layer, 1); }
+  float* keys(int layer) { return data_.get() + Offset(layer, 0); }
+  float* values(int layer) { return data_.get() + Offset(layer, 1); }
+  const float* keys(int layer) const { return data_.get() + Offset(layer, 0); }
+  const float* values(int layer) const { return data_.get() + Offset(layer, 1); }
 
   // Marks tokens [0, n) valid (the forward pass calls it after writing rows).
   absl::Status SetLength(int n);
@@ -55,7 +58,9 @@ class KvCache {
   int kv_dim_;
   int capacity_;
   int length_ = 0;
-  std::vector<float> data_;
+  // Not zero-filled: rows past length() are never read (saves ~13 MB of memset per request
+  // for tiny-llama at 2048 positions).
+  std::unique_ptr<float[]> data_;
 };
 
 }  // namespace ctx::model

@@ -10,6 +10,44 @@ namespace ctx::model {
 using ops::MatMul;
 using ops::MatMulTransB;
 
+namespace {
+
+// An uninitialized float buffer (every element is written before it is read).
+struct Buffer {
+  explicit Buffer(size_t n) : data(new float[n]) {}
+  float* get() const { return data.get(); }
+  std::unique_ptr<float[]> data;
+};
+
+// Queries per attention block: the score matrix is [kQueryBlock * group][keys seen].
+constexpr int kQueryBlock = 64;
+
+}  // namespace
+
+// Work buffers of one Forward call, sized for its largest block and reused by every block
+// and layer.
+struct Model::Scratch {
+  Scratch(const LlamaConfig& c, int T, int max_keys)
+      : x(static_cast<size_t>(T) * c.hidden_size),
+        xn(static_cast<size_t>(T) * c.hidden_size),
+        q(static_cast<size_t>(T) * c.q_dim()),
+        att(static_cast<size_t>(T) * c.q_dim()),
+        gate(static_cast<size_t>(T) * c.intermediate_size),
+        up(static_cast<size_t>(T) * c.intermediate_size),
+        q_group(static_cast<size_t>(std::min(T, kQueryBlock)) * c.group_size() * c.head_dim),
+        out_group(static_cast<size_t>(std::min(T, kQueryBlock)) * c.group_size() * c.head_dim),
+        scores(static_cast<size_t>(std::min(T, kQueryBlock)) * c.group_size() * max_keys) {}
+  Buffer x;          // [T][H] residual stream
+  Buffer xn;         // [T][H] normalized input of a sublayer
+  Buffer q;          // [T][q_dim] queries
+  Buffer att;        // [T][q_dim] attention output
+  Buffer gate;       // [T][I]
+  Buffer up;         // [T][I]
+  Buffer q_group;    // [nq * group][D] the queries of one KV group, one row per (token, head)
+  Buffer out_group;  // [nq * group][D]
+  Buffer scores;     // [nq * group][keys]
+};
+
 Model::Model(std::string dir, LlamaConfig config, LlamaWeights weights, ModelFingerprint fp)
     : dir_(std::move(dir)),
       config_(config),
@@ -76,6 +114,7 @@ absl::Status Model::Forward(std::span<const int32_t> tokens, KvCache& cache, Log
   if (which == Logits::kLast) logits->assign(V, 0.0f);
 
   const int block = std::max(1, options.block_tokens);
+  Scratch scratch(config_, std::min(block, n), pos0 + n);
   for (int b0 = 0; b0 < n; b0 += block) {
     const int T = std::min(block, n - b0);
     const bool last_block = b0 + T == n;
@@ -88,30 +127,31 @@ absl::Status Model::Forward(std::span<const int32_t> tokens, KvCache& cache, Log
       first_logit_row = T - 1;
       out = logits->data();
     }
-    ForwardBlock(tokens.subspan(b0, T), pos0 + b0, cache, first_logit_row, out, options);
+    ForwardBlock(tokens.subspan(b0, T), pos0 + b0, cache, first_logit_row, out, scratch, options);
     (void)cache.SetLength(pos0 + b0 + T);  // within capacity: checked above
   }
   return absl::OkStatus();
 }
 
 void Model::ForwardBlock(std::span<const int32_t> tokens, int pos0, KvCache& cache,
-                         int first_logit_row, float* logits, const ForwardOptions& opt) const {
+                         int first_logit_row, float* logits, Scratch& scratch,
+                         const ForwardOptions& opt) const {
   const LlamaConfig& c = config_;
   const int T = static_cast<int>(tokens.size());
   const int H = c.hidden_size, I = c.intermediate_size, QD = c.q_dim(), KVD = c.kv_dim();
   const ops::Gemm gemm = opt.gemm;
 
-  std::vector<float> x(static_cast<size_t>(T) * H);     // [T][H] residual stream
-  std::vector<float> xn(static_cast<size_t>(T) * H);    // [T][H] normalized input of a sublayer
-  std::vector<float> q(static_cast<size_t>(T) * QD);    // [T][q_dim] queries
-  std::vector<float> att(static_cast<size_t>(T) * QD);  // [T][q_dim] attention output
-  std::vector<float> gate(static_cast<size_t>(T) * I);  // [T][I]
-  std::vector<float> up(static_cast<size_t>(T) * I);    // [T][I]
+  float* x = scratch.x.get();        // [T][H] residual stream
+  float* xn = scratch.xn.get();      // [T][H] normalized input of a sublayer
+  float* q = scratch.q.get();        // [T][q_dim] queries
+  float* att = scratch.att.get();    // [T][q_dim] attention output
+  float* gate = scratch.gate.get();  // [T][I]
+  float* up = scratch.up.get();      // [T][I]
 
   // Embedding: x[t] = embed[token t]                                     [T][H]
   for (int t = 0; t < T; ++t) {
     std::copy_n(weights_.embed.data() + static_cast<size_t>(tokens[t]) * H, H,
-                x.data() + static_cast<size_t>(t) * H);
+                x + static_cast<size_t>(t) * H);
   }
 
   for (int l = 0; l < c.num_layers; ++l) {
@@ -120,62 +160,72 @@ void Model::ForwardBlock(std::span<const int32_t> tokens, int pos0, KvCache& cac
     float* v_rows = cache.values(l) + static_cast<size_t>(pos0) * KVD;  // [T][kv_dim]
 
     // Attention sublayer: x += o_proj(attn(rope(q), rope(k), v)) of rmsnorm(x).
-    ops::RmsNorm(x.data(), w.input_norm.data(), T, H, c.rms_norm_eps, xn.data());
-    MatMulTransB(gemm, T, QD, H, 1.0f, xn.data(), H, w.wq.data(), H, 0.0f, q.data(), QD);
-    MatMulTransB(gemm, T, KVD, H, 1.0f, xn.data(), H, w.wk.data(), H, 0.0f, k_rows, KVD);
-    MatMulTransB(gemm, T, KVD, H, 1.0f, xn.data(), H, w.wv.data(), H, 0.0f, v_rows, KVD);
-    ops::ApplyRope(rope_, q.data(), T, QD, c.num_heads, c.head_dim, pos0);
+    ops::RmsNorm(x, w.input_norm.data(), T, H, c.rms_norm_eps, xn);
+    MatMulTransB(gemm, T, QD, H, 1.0f, xn, H, w.wq.data(), H, 0.0f, q, QD);
+    MatMulTransB(gemm, T, KVD, H, 1.0f, xn, H, w.wk.data(), H, 0.0f, k_rows, KVD);
+    MatMulTransB(gemm, T, KVD, H, 1.0f, xn, H, w.wv.data(), H, 0.0f, v_rows, KVD);
+    ops::ApplyRope(rope_, q, T, QD, c.num_heads, c.head_dim, pos0);
     ops::ApplyRope(rope_, k_rows, T, KVD, c.num_kv_heads, c.head_dim, pos0);
-    Attention(q.data(), T, pos0, cache, l, att.data(), opt);
-    MatMulTransB(gemm, T, H, QD, 1.0f, att.data(), QD, w.wo.data(), QD, 1.0f, x.data(), H);
+    Attention(q, T, pos0, cache, l, att, scratch, opt);
+    MatMulTransB(gemm, T, H, QD, 1.0f, att, QD, w.wo.data(), QD, 1.0f, x, H);
 
     // MLP sublayer: x += down(silu(gate(xn)) * up(xn)), xn = rmsnorm(x).
-    ops::RmsNorm(x.data(), w.post_norm.data(), T, H, c.rms_norm_eps, xn.data());
-    MatMulTransB(gemm, T, I, H, 1.0f, xn.data(), H, w.w_gate.data(), H, 0.0f, gate.data(), I);
-    MatMulTransB(gemm, T, I, H, 1.0f, xn.data(), H, w.w_up.data(), H, 0.0f, up.data(), I);
-    ops::SwiGlu(gate.data(), up.data(), static_cast<size_t>(T) * I);
-    MatMulTransB(gemm, T, H, I, 1.0f, gate.data(), I, w.w_down.data(), I, 1.0f, x.data(), H);
+    ops::RmsNorm(x, w.post_norm.data(), T, H, c.rms_norm_eps, xn);
+    MatMulTransB(gemm, T, I, H, 1.0f, xn, H, w.w_gate.data(), H, 0.0f, gate, I);
+    MatMulTransB(gemm, T, I, H, 1.0f, xn, H, w.w_up.data(), H, 0.0f, up, I);
+    ops::SwiGlu(gate, up, static_cast<size_t>(T) * I);
+    MatMulTransB(gemm, T, H, I, 1.0f, gate, I, w.w_down.data(), I, 1.0f, x, H);
   }
 
   // Final norm and lm_head, only for the rows whose logits are wanted.   [rows][V]
   const int rows = T - first_logit_row;
   if (rows <= 0 || logits == nullptr) return;
-  const float* x_rows = x.data() + static_cast<size_t>(first_logit_row) * H;
-  ops::RmsNorm(x_rows, weights_.final_norm.data(), rows, H, c.rms_norm_eps, xn.data());
-  MatMulTransB(gemm, rows, c.vocab_size, H, 1.0f, xn.data(), H, weights_.lm_head_data(), H, 0.0f,
-               logits, c.vocab_size);
+  const float* x_rows = x + static_cast<size_t>(first_logit_row) * H;
+  ops::RmsNorm(x_rows, weights_.final_norm.data(), rows, H, c.rms_norm_eps, xn);
+  MatMulTransB(gemm, rows, c.vocab_size, H, 1.0f, xn, H, weights_.lm_head_data(), H, 0.0f, logits,
+               c.vocab_size);
 }
 
 void Model::Attention(const float* q, int T, int pos0, const KvCache& cache, int layer, float* out,
-                      const ForwardOptions& opt) const {
+                      Scratch& scratch, const ForwardOptions& opt) const {
   const LlamaConfig& c = config_;
   const int D = c.head_dim, QD = c.q_dim(), KVD = c.kv_dim(), group = c.group_size();
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   const float* keys = cache.keys(layer);      // [pos0 + T][kv_dim], rows after RoPE
   const float* values = cache.values(layer);  // [pos0 + T][kv_dim]
+  float* q_group = scratch.q_group.get();
+  float* out_group = scratch.out_group.get();
+  float* scores = scratch.scores.get();
 
-  // Queries go in blocks of kQueryBlock so the score matrix is [kQueryBlock][keys seen],
+  // Queries go in blocks of kQueryBlock tokens so the score matrix is [block][keys seen],
   // never [T][T]; a block only looks at keys up to its last query (causal), so the work
-  // above the diagonal is skipped except inside the block itself.
-  constexpr int kQueryBlock = 64;
-  std::vector<float> scores(static_cast<size_t>(std::min(T, kQueryBlock)) * (pos0 + T));
+  // above the diagonal is skipped except inside the block itself. The `group` query heads
+  // sharing KV head g are stacked into one matrix so K_g and V_g are read once per block.
   for (int qb = 0; qb < T; qb += kQueryBlock) {
     const int nq = std::min(kQueryBlock, T - qb);
     const int nk = pos0 + qb + nq;  // keys visible to the block's last query
-    for (int h = 0; h < c.num_heads; ++h) {
-      const int g = h / group;  // GQA: query head h reads KV head h / group
-      const float* q_h = q + static_cast<size_t>(qb) * QD + static_cast<size_t>(h) * D;
-      // scores[nq][nk] = q_h . K_g^T / sqrt(D)
-      MatMulTransB(opt.gemm, nq, nk, D, scale, q_h, QD, keys + static_cast<size_t>(g) * D, KVD,
-                   0.0f, scores.data(), nk);
-      // Query r sits at position pos0 + qb + r and sees keys [0, pos0 + qb + r].
-      for (int r = 0; r < nq; ++r) {
-        ops::SoftmaxPrefix(scores.data() + static_cast<size_t>(r) * nk, pos0 + qb + r + 1, nk);
+    const int rows = nq * group;    // row t * group + j = token qb + t, head g * group + j
+    for (int g = 0; g < c.num_kv_heads; ++g) {
+      // q_group[rows][D] <- q[qb + t][(g * group + j) * D ..]; the heads of a group are
+      // adjacent in a q row, so each token contributes one contiguous run of group * D.
+      for (int t = 0; t < nq; ++t) {
+        std::copy_n(q + static_cast<size_t>(qb + t) * QD + static_cast<size_t>(g) * group * D,
+                    group * D, q_group + static_cast<size_t>(t) * group * D);
       }
-      // out_h[nq][D] = scores . V_g
-      float* out_h = out + static_cast<size_t>(qb) * QD + static_cast<size_t>(h) * D;
-      MatMul(opt.gemm, nq, D, nk, scores.data(), nk, values + static_cast<size_t>(g) * D, KVD,
-             out_h, QD);
+      // scores[rows][nk] = q_group . K_g^T / sqrt(D)
+      MatMulTransB(opt.gemm, rows, nk, D, scale, q_group, D, keys + static_cast<size_t>(g) * D, KVD,
+                   0.0f, scores, nk);
+      // Token qb + t sits at position pos0 + qb + t and sees keys [0, pos0 + qb + t].
+      for (int r = 0; r < rows; ++r) {
+        ops::SoftmaxPrefix(scores + static_cast<size_t>(r) * nk, pos0 + qb + r / group + 1, nk);
+      }
+      // out_group[rows][D] = scores . V_g, then back to out[qb + t][(g * group + j) * D ..]
+      MatMul(opt.gemm, rows, D, nk, scores, nk, values + static_cast<size_t>(g) * D, KVD, out_group,
+             D);
+      for (int t = 0; t < nq; ++t) {
+        std::copy_n(out_group + static_cast<size_t>(t) * group * D, group * D,
+                    out + static_cast<size_t>(qb + t) * QD + static_cast<size_t>(g) * group * D);
+      }
     }
   }
 }

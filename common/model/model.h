@@ -64,14 +64,15 @@ class Model {
  private:
   Model(std::string dir, LlamaConfig config, LlamaWeights weights, ModelFingerprint fp);
 
+  struct Scratch;  // work buffers of one Forward call (model.cc)
   // One block of T tokens at positions pos0.. through every layer; writes logits for rows
   // [first_logit_row, T) into `logits` (rows x V) unless it is null.
   void ForwardBlock(std::span<const int32_t> tokens, int pos0, KvCache& cache, int first_logit_row,
-                    float* logits, const ForwardOptions& options) const;
+                    float* logits, Scratch& scratch, const ForwardOptions& options) const;
   // Causal GQA attention of the block's queries q [T][q_dim] over cache rows [0, pos0 + T)
   // of `layer`; out [T][q_dim].
   void Attention(const float* q, int T, int pos0, const KvCache& cache, int layer, float* out,
-                 const ForwardOptions& options) const;
+                 Scratch& scratch, const ForwardOptions& options) const;
 
   std::string dir_;
   LlamaConfig config_;

@@ -12,15 +12,19 @@ namespace ctx::model {
 
 struct PrefillRate {
   int tokens = 0;
-  double seconds = 0;  // best of the repeats
+  double seconds = 0;  // wall clock, best of the repeats
   double tokens_per_second = 0;
+  // Process CPU time of the same run (all threads). On a shared machine wall time includes
+  // waiting for a core; with one BLAS thread tokens / cpu_seconds is the uncontended rate.
+  double cpu_seconds = 0;
 };
 
 struct PerfReport {
   std::vector<PrefillRate> prefill;
   int decode_context = 0;  // tokens in the cache before the timed decode steps
   int decode_steps = 0;
-  double decode_seconds_per_token = 0;  // median step
+  double decode_seconds_per_token = 0;      // median step, wall clock
+  double decode_cpu_seconds_per_token = 0;  // median step, process CPU time
 };
 
 // Prefill of each length from an empty cache (logits of the last token only), best of
