@@ -1,11 +1,13 @@
-// bench_model [--cpu-time] [model_dir] [repeats]: the inference engine's speed on tiny-llama.
+// bench_model [--cpu-time] [--no-avx512-blas] [model_dir] [repeats]: the inference engine's speed
+// on tiny-llama.
 //
 // Prints prefill tokens/s at 512 and 2048 tokens (logits of the last token only, best of
 // `repeats`), decode ms/token with an empty context and after ~2k tokens (median of 32
 // steps), a naive-matmul baseline of the same forward pass measured in this run, and the
 // ratios to the anchors measured on this machine (models/README, issue #3): PyTorch eager
 // (models/reference/modeling.py) and llama.cpp (GGUF F32, 2 threads, flash attention).
-// Threads: OPENBLAS_NUM_THREADS (default: all cores).
+// Threads: OPENBLAS_NUM_THREADS (default: all cores). OpenBLAS's AVX-512 kernels are used
+// when the CPU has them (re-exec with OPENBLAS_CORETYPE=SkylakeX, see blas_setup.h).
 #include <cblas.h>
 
 #include <cstdio>
@@ -13,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "common/model/blas_setup.h"
 #include "common/model/model.h"
 #include "common/model/perf.h"
 
@@ -26,11 +29,17 @@ constexpr double kLlamaCppPrefill512 = 4950, kLlamaCppPrefill2048 = 3321,
 
 int main(int argc, char** argv) {
   using namespace ctx::model;
+  // AVX-512 BLAS kernels unless asked not to (see blas_setup.h).
+  bool avx512 = true;
+  for (int i = 1; i < argc; ++i) avx512 = avx512 && std::string(argv[i]) != "--no-avx512-blas";
+  if (avx512) ReexecWithAvx512BlasIfSupported(argv);
   bool cpu_time = false;
   std::vector<std::string> args;
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--cpu-time") {
       cpu_time = true;
+    } else if (std::string(argv[i]) == "--no-avx512-blas") {
+      // handled above
     } else {
       args.push_back(argv[i]);
     }

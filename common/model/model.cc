@@ -21,6 +21,8 @@ struct Buffer {
 
 // Queries per attention block: the score matrix is [kQueryBlock * group][keys seen].
 constexpr int kQueryBlock = 64;
+// Up to this many (token, head) rows, attention uses the streaming kernels instead of GEMMs.
+constexpr int kFewRows = 16;
 
 }  // namespace
 
@@ -212,16 +214,26 @@ void Model::Attention(const float* q, int T, int pos0, const KvCache& cache, int
         std::copy_n(q + static_cast<size_t>(qb + t) * QD + static_cast<size_t>(g) * group * D,
                     group * D, q_group + static_cast<size_t>(t) * group * D);
       }
-      // scores[rows][nk] = q_group . K_g^T / sqrt(D)
-      MatMulTransB(opt.gemm, rows, nk, D, scale, q_group, D, keys + static_cast<size_t>(g) * D, KVD,
-                   0.0f, scores, nk);
+      // scores[rows][nk] = q_group . K_g^T / sqrt(D). A few rows (decode) stream the keys
+      // once with a dot-product kernel; blocks of queries use a GEMM.
+      const float* k_g = keys + static_cast<size_t>(g) * D;
+      const float* v_g = values + static_cast<size_t>(g) * D;
+      const bool few_rows = rows <= kFewRows && opt.gemm == ops::Gemm::kBlas;
+      if (few_rows) {
+        ops::QueryKeyScores(q_group, rows, D, k_g, KVD, nk, scale, scores);
+      } else {
+        MatMulTransB(opt.gemm, rows, nk, D, scale, q_group, D, k_g, KVD, 0.0f, scores, nk);
+      }
       // Token qb + t sits at position pos0 + qb + t and sees keys [0, pos0 + qb + t].
       for (int r = 0; r < rows; ++r) {
         ops::SoftmaxPrefix(scores + static_cast<size_t>(r) * nk, pos0 + qb + r / group + 1, nk);
       }
       // out_group[rows][D] = scores . V_g, then back to out[qb + t][(g * group + j) * D ..]
-      MatMul(opt.gemm, rows, D, nk, scores, nk, values + static_cast<size_t>(g) * D, KVD, out_group,
-             D);
+      if (few_rows) {
+        ops::WeightedValues(scores, rows, nk, v_g, KVD, D, out_group);
+      } else {
+        MatMul(opt.gemm, rows, D, nk, scores, nk, v_g, KVD, out_group, D);
+      }
       for (int t = 0; t < nq; ++t) {
         std::copy_n(out_group + static_cast<size_t>(t) * group * D, group * D,
                     out + static_cast<size_t>(qb + t) * QD + static_cast<size_t>(g) * group * D);
