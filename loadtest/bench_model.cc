@@ -7,7 +7,8 @@
 // ratios to the anchors measured on this machine (models/README, issue #3): PyTorch eager
 // (models/reference/modeling.py) and llama.cpp (GGUF F32, 2 threads, flash attention).
 // Threads: OPENBLAS_NUM_THREADS (default: all cores). OpenBLAS's AVX-512 kernels are used
-// when the CPU has them (re-exec with OPENBLAS_CORETYPE=SkylakeX, see blas_setup.h).
+// when the CPU has them and OPENBLAS_CORETYPE is unset (re-exec with SkylakeX, see
+// blas_setup.h); an explicit OPENBLAS_CORETYPE is respected.
 #include <cblas.h>
 
 #include <cstdio>

@@ -2,6 +2,7 @@
 #include "common/model/generate.h"
 
 #include <catch2/catch.hpp>
+#include <thread>
 
 #include "common/model/perf.h"
 #include "test_util.h"
@@ -114,6 +115,38 @@ TEST_CASE("MeasurePerf reports positive rates") {
   CHECK(p->decode_seconds_per_token > 0);
   const int too_long[] = {4096};
   CHECK_FALSE(MeasurePerf(model, too_long, 0, 0).ok());
+}
+
+}  // namespace
+}  // namespace ctx::model
+
+namespace ctx::model {
+namespace {
+
+TEST_CASE("One Model serves concurrent requests, each with its own cache") {
+  const Model& model = testing::GetModel("tiny-llama");
+  const std::vector<int32_t> ids = testing::Golden("tiny-llama").Ids("input_ids");
+  GenerateOptions opt;
+  opt.max_new_tokens = 8;
+  opt.stop_at_eos = false;
+  std::vector<std::vector<int32_t>> results(4);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&, i] {
+      KvCache cache = model.NewKvCache();
+      // Different context lengths per thread, same prefix: thread i uses 64 - 8 i tokens.
+      auto r = Generate(model, std::span(ids).first(64 - 8 * i), cache, opt);
+      if (r.ok()) results[i] = r->tokens;
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < 4; ++i) {
+    KvCache cache = model.NewKvCache();
+    auto serial = Generate(model, std::span(ids).first(64 - 8 * i), cache, opt);
+    REQUIRE(serial.ok());
+    CHECK(results[i] == serial->tokens);
+  }
+  CHECK(results[0] == testing::Golden("tiny-llama").Ids("decode_input_ids"));
 }
 
 }  // namespace
