@@ -21,7 +21,7 @@ struct Buffer {
 
 // Queries per attention block: the score matrix is [kQueryBlock * group][keys seen].
 constexpr int kQueryBlock = 64;
-// Up to this many (token, head) rows, attention uses the streaming kernels instead of GEMMs.
+// Up to this many (token, head) rows, attention uses matrix-vector products instead of GEMMs.
 constexpr int kFewRows = 16;
 
 }  // namespace
@@ -214,13 +214,17 @@ void Model::Attention(const float* q, int T, int pos0, const KvCache& cache, int
         std::copy_n(q + static_cast<size_t>(qb + t) * QD + static_cast<size_t>(g) * group * D,
                     group * D, q_group + static_cast<size_t>(t) * group * D);
       }
-      // scores[rows][nk] = q_group . K_g^T / sqrt(D). A few rows (decode) stream the keys
-      // once with a dot-product kernel; blocks of queries use a GEMM.
+      // scores[rows][nk] = q_group . K_g^T / sqrt(D). A few rows (decode) use one gemv per
+      // row (measured 1.4x faster than a gemm with M = 3, which packs all keys first);
+      // blocks of queries use a GEMM.
       const float* k_g = keys + static_cast<size_t>(g) * D;
       const float* v_g = values + static_cast<size_t>(g) * D;
       const bool few_rows = rows <= kFewRows && opt.gemm == ops::Gemm::kBlas;
       if (few_rows) {
-        ops::QueryKeyScores(q_group, rows, D, k_g, KVD, nk, scale, scores);
+        for (int r = 0; r < rows; ++r) {  // one matrix-vector product per (token, head) row
+          MatMulTransB(opt.gemm, 1, nk, D, scale, q_group + static_cast<size_t>(r) * D, D, k_g, KVD,
+                       0.0f, scores + static_cast<size_t>(r) * nk, nk);
+        }
       } else {
         MatMulTransB(opt.gemm, rows, nk, D, scale, q_group, D, k_g, KVD, 0.0f, scores, nk);
       }
@@ -230,7 +234,10 @@ void Model::Attention(const float* q, int T, int pos0, const KvCache& cache, int
       }
       // out_group[rows][D] = scores . V_g, then back to out[qb + t][(g * group + j) * D ..]
       if (few_rows) {
-        ops::WeightedValues(scores, rows, nk, v_g, KVD, D, out_group);
+        for (int r = 0; r < rows; ++r) {
+          MatMul(opt.gemm, 1, D, nk, scores + static_cast<size_t>(r) * nk, nk, v_g, KVD,
+                 out_group + static_cast<size_t>(r) * D, D);
+        }
       } else {
         MatMul(opt.gemm, rows, D, nk, scores, nk, v_g, KVD, out_group, D);
       }

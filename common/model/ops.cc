@@ -164,46 +164,4 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void SwiGlu(float* 
   }
 }
 
-__attribute__((target_clones("avx512f", "avx2", "default"))) void QueryKeyScores(
-    const float* q, int rows, int D, const float* keys, int ldk, int nk, float scale,
-    float* scores) {
-  constexpr int kMaxRows = 16, kLanes = 16;
-  for (int r0 = 0; r0 < rows; r0 += kMaxRows) {
-    const int nr = std::min(kMaxRows, rows - r0);
-    for (int j = 0; j < nk; ++j) {
-      const float* k = keys + static_cast<size_t>(j) * ldk;
-      for (int r = 0; r < nr; ++r) {
-        const float* qr = q + static_cast<size_t>(r0 + r) * D;
-        // kLanes partial sums: the compiler keeps them in one vector register.
-        float acc[kLanes] = {};
-        int d = 0;
-        for (; d + kLanes <= D; d += kLanes) {
-          for (int i = 0; i < kLanes; ++i) acc[i] += qr[d + i] * k[d + i];
-        }
-        // Tree reduction 16 -> 8 -> 4 -> 2 -> 1 (a fixed order the compiler can keep in
-        // vector registers; a running scalar sum would be 15 dependent adds).
-        for (int w = kLanes / 2; w > 0; w /= 2) {
-          for (int i = 0; i < w; ++i) acc[i] += acc[i + w];
-        }
-        float sum = acc[0];
-        for (; d < D; ++d) sum += qr[d] * k[d];
-        scores[static_cast<size_t>(r0 + r) * nk + j] = sum * scale;
-      }
-    }
-  }
-}
-
-__attribute__((target_clones("avx512f", "avx2", "default"))) void WeightedValues(
-    const float* p, int rows, int nk, const float* values, int ldv, int D, float* out) {
-  for (int r = 0; r < rows; ++r) std::fill_n(out + static_cast<size_t>(r) * D, D, 0.0f);
-  for (int j = 0; j < nk; ++j) {
-    const float* v = values + static_cast<size_t>(j) * ldv;
-    for (int r = 0; r < rows; ++r) {
-      const float w = p[static_cast<size_t>(r) * nk + j];
-      float* o = out + static_cast<size_t>(r) * D;
-      for (int d = 0; d < D; ++d) o[d] += w * v[d];
-    }
-  }
-}
-
 }  // namespace ctx::model::ops

@@ -40,15 +40,6 @@ void SoftmaxPrefix(float* scores, int valid, int n);
 // gate[i] = silu(gate[i]) * up[i]  (SwiGLU's element-wise part), n elements.
 void SwiGlu(float* gate, const float* up, size_t n);
 
-// For a few query rows (decode): scores[r][j] = scale * q[r] . keys[j] for j < nk, rows
-// q[r] at q + r * D, keys[j] at keys + j * ldk. Reads each key row once for all rows, which
-// a BLAS gemm with 3 rows does not (it packs the whole key matrix first).
-void QueryKeyScores(const float* q, int rows, int D, const float* keys, int ldk, int nk,
-                    float scale, float* scores);
-// out[r][0..D) = sum_j p[r][j] * values[j] for j < nk (p rows of stride nk).
-void WeightedValues(const float* p, int rows, int nk, const float* values, int ldv, int D,
-                    float* out);
-
 // exp(x) for a vector, accurate to ~2 ulp (exposed for tests).
 void ExpInPlace(float* x, size_t n);
 
