@@ -14,6 +14,37 @@ absl::Status Read(const tensor::CheckpointWeights& ckpt, const std::string& name
   return absl::OkStatus();
 }
 
+// The bfloat16 bits of `w`, or false if some value is not exactly a bfloat16.
+bool ExactBF16(const std::vector<float>& w, std::vector<uint16_t>* out) {
+  out->resize(w.size());
+  for (size_t i = 0; i < w.size(); ++i) {
+    const uint16_t h = tensor::FloatToBF16(w[i]);
+    if (tensor::BF16ToFloat(h) != w[i]) {
+      out->clear();
+      return false;
+    }
+    (*out)[i] = h;
+  }
+  return true;
+}
+
+void KeepBF16Copies(LlamaWeights& w) {
+  std::vector<LlamaLayerWeightsBF16> layers(w.layers.size());
+  for (size_t l = 0; l < w.layers.size(); ++l) {
+    const LlamaLayerWeights& f = w.layers[l];
+    LlamaLayerWeightsBF16& b = layers[l];
+    if (!ExactBF16(f.wq, &b.wq) || !ExactBF16(f.wk, &b.wk) || !ExactBF16(f.wv, &b.wv) ||
+        !ExactBF16(f.wo, &b.wo) || !ExactBF16(f.w_gate, &b.w_gate) || !ExactBF16(f.w_up, &b.w_up) ||
+        !ExactBF16(f.w_down, &b.w_down)) {
+      return;
+    }
+  }
+  std::vector<uint16_t> head;
+  if (!ExactBF16(w.lm_head.empty() ? w.embed : w.lm_head, &head)) return;
+  w.layers_bf16 = std::move(layers);
+  w.lm_head_bf16 = std::move(head);
+}
+
 }  // namespace
 
 absl::StatusOr<LlamaWeights> LoadLlamaWeights(const tensor::CheckpointWeights& ckpt,
@@ -47,6 +78,7 @@ absl::StatusOr<LlamaWeights> LoadLlamaWeights(const tensor::CheckpointWeights& c
     return absl::FailedPreconditionError(
         "checkpoint has no lm_head.weight and config says tie_word_embeddings=false");
   }
+  KeepBF16Copies(w);
   return w;
 }
 

@@ -135,13 +135,28 @@ absl::Status Model::Forward(std::span<const int32_t> tokens, KvCache& cache, Log
   return absl::OkStatus();
 }
 
+namespace {
+
+// A Linear layer on T rows: C[T][N] (+)= A[T][K] . W[N][K]^T. A single row (decode) reads the
+// bfloat16 copy of W when there is one.
+void Linear(const ForwardOptions& opt, int T, int N, int K, const float* A, const float* W,
+            const std::vector<uint16_t>* w_bf16, float beta, float* C) {
+  if (T == 1 && w_bf16 != nullptr && !w_bf16->empty() && opt.gemm == ops::Gemm::kBlas &&
+      opt.bf16_decode) {
+    ops::GemvBF16(N, K, w_bf16->data(), A, beta, C);
+    return;
+  }
+  MatMulTransB(opt.gemm, T, N, K, 1.0f, A, K, W, K, beta, C, N);
+}
+
+}  // namespace
+
 void Model::ForwardBlock(std::span<const int32_t> tokens, int pos0, KvCache& cache,
                          int first_logit_row, float* logits, Scratch& scratch,
                          const ForwardOptions& opt) const {
   const LlamaConfig& c = config_;
   const int T = static_cast<int>(tokens.size());
   const int H = c.hidden_size, I = c.intermediate_size, QD = c.q_dim(), KVD = c.kv_dim();
-  const ops::Gemm gemm = opt.gemm;
 
   float* x = scratch.x.get();        // [T][H] residual stream
   float* xn = scratch.xn.get();      // [T][H] normalized input of a sublayer
@@ -158,25 +173,26 @@ void Model::ForwardBlock(std::span<const int32_t> tokens, int pos0, KvCache& cac
 
   for (int l = 0; l < c.num_layers; ++l) {
     const LlamaLayerWeights& w = weights_.layers[l];
+    const LlamaLayerWeightsBF16* b = weights_.has_bf16() ? &weights_.layers_bf16[l] : nullptr;
     float* k_rows = cache.keys(l) + static_cast<size_t>(pos0) * KVD;    // [T][kv_dim]
     float* v_rows = cache.values(l) + static_cast<size_t>(pos0) * KVD;  // [T][kv_dim]
 
     // Attention sublayer: x += o_proj(attn(rope(q), rope(k), v)) of rmsnorm(x).
     ops::RmsNorm(x, w.input_norm.data(), T, H, c.rms_norm_eps, xn);
-    MatMulTransB(gemm, T, QD, H, 1.0f, xn, H, w.wq.data(), H, 0.0f, q, QD);
-    MatMulTransB(gemm, T, KVD, H, 1.0f, xn, H, w.wk.data(), H, 0.0f, k_rows, KVD);
-    MatMulTransB(gemm, T, KVD, H, 1.0f, xn, H, w.wv.data(), H, 0.0f, v_rows, KVD);
+    Linear(opt, T, QD, H, xn, w.wq.data(), b ? &b->wq : nullptr, 0.0f, q);
+    Linear(opt, T, KVD, H, xn, w.wk.data(), b ? &b->wk : nullptr, 0.0f, k_rows);
+    Linear(opt, T, KVD, H, xn, w.wv.data(), b ? &b->wv : nullptr, 0.0f, v_rows);
     ops::ApplyRope(rope_, q, T, QD, c.num_heads, c.head_dim, pos0);
     ops::ApplyRope(rope_, k_rows, T, KVD, c.num_kv_heads, c.head_dim, pos0);
     Attention(q, T, pos0, cache, l, att, scratch, opt);
-    MatMulTransB(gemm, T, H, QD, 1.0f, att, QD, w.wo.data(), QD, 1.0f, x, H);
+    Linear(opt, T, H, QD, att, w.wo.data(), b ? &b->wo : nullptr, 1.0f, x);
 
     // MLP sublayer: x += down(silu(gate(xn)) * up(xn)), xn = rmsnorm(x).
     ops::RmsNorm(x, w.post_norm.data(), T, H, c.rms_norm_eps, xn);
-    MatMulTransB(gemm, T, I, H, 1.0f, xn, H, w.w_gate.data(), H, 0.0f, gate, I);
-    MatMulTransB(gemm, T, I, H, 1.0f, xn, H, w.w_up.data(), H, 0.0f, up, I);
+    Linear(opt, T, I, H, xn, w.w_gate.data(), b ? &b->w_gate : nullptr, 0.0f, gate);
+    Linear(opt, T, I, H, xn, w.w_up.data(), b ? &b->w_up : nullptr, 0.0f, up);
     ops::SwiGlu(gate, up, static_cast<size_t>(T) * I);
-    MatMulTransB(gemm, T, H, I, 1.0f, gate, I, w.w_down.data(), I, 1.0f, x, H);
+    Linear(opt, T, H, I, gate, w.w_down.data(), b ? &b->w_down : nullptr, 1.0f, x);
   }
 
   // Final norm and lm_head, only for the rows whose logits are wanted.   [rows][V]
@@ -184,8 +200,8 @@ void Model::ForwardBlock(std::span<const int32_t> tokens, int pos0, KvCache& cac
   if (rows <= 0 || logits == nullptr) return;
   const float* x_rows = x + static_cast<size_t>(first_logit_row) * H;
   ops::RmsNorm(x_rows, weights_.final_norm.data(), rows, H, c.rms_norm_eps, xn);
-  MatMulTransB(gemm, rows, c.vocab_size, H, 1.0f, xn, H, weights_.lm_head_data(), H, 0.0f, logits,
-               c.vocab_size);
+  Linear(opt, rows, c.vocab_size, H, xn, weights_.lm_head_data(),
+         weights_.has_bf16() ? &weights_.lm_head_bf16 : nullptr, 0.0f, logits);
 }
 
 void Model::Attention(const float* q, int T, int pos0, const KvCache& cache, int layer, float* out,

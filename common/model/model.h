@@ -33,6 +33,7 @@ enum class Logits {
 struct ForwardOptions {
   ops::Gemm gemm = ops::Gemm::kBlas;  // kNaive: textbook loops (benchmark baseline only)
   int block_tokens = 512;             // tokens per pass through the layers (bounds scratch)
+  bool bf16_decode = true;            // single-token steps read bfloat16 weight copies if exact
 };
 
 class Model {

@@ -75,6 +75,29 @@ void MatMul(Gemm gemm, int M, int N, int K, const float* A, int lda, const float
               ldc);
 }
 
+__attribute__((target_clones("avx512f", "avx2", "default"))) void GemvBF16(int N, int K,
+                                                                           const uint16_t* W,
+                                                                           const float* x,
+                                                                           float beta, float* y) {
+  constexpr int kLanes = 16;
+  for (int n = 0; n < N; ++n) {
+    const uint16_t* w = W + static_cast<size_t>(n) * K;
+    float acc[kLanes] = {};
+    int k = 0;
+    for (; k + kLanes <= K; k += kLanes) {
+      for (int i = 0; i < kLanes; ++i) {
+        acc[i] += std::bit_cast<float>(static_cast<uint32_t>(w[k + i]) << 16) * x[k + i];
+      }
+    }
+    for (int width = kLanes / 2; width > 0; width /= 2) {  // fixed-order tree reduction
+      for (int i = 0; i < width; ++i) acc[i] += acc[i + width];
+    }
+    float sum = acc[0];
+    for (; k < K; ++k) sum += std::bit_cast<float>(static_cast<uint32_t>(w[k]) << 16) * x[k];
+    y[n] = beta == 0.0f ? sum : sum + beta * y[n];
+  }
+}
+
 void RmsNorm(const float* x, const float* weight, int T, int H, float eps, float* out) {
   for (int t = 0; t < T; ++t) {
     const float* row = x + static_cast<size_t>(t) * H;

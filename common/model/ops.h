@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 namespace ctx::model::ops {
@@ -18,6 +19,10 @@ void MatMulTransB(Gemm gemm, int M, int N, int K, float alpha, const float* A, i
 // C[M][N] = A[M][K] . B[K][N]  (beta = 0).
 void MatMul(Gemm gemm, int M, int N, int K, const float* A, int lda, const float* B, int ldb,
             float* C, int ldc);
+
+// y[N] = W[N][K] . x[K] + beta * y with W in bfloat16 bits (widened exactly to float32):
+// the decode path's matrix-vector product, reading half the bytes of float32 weights.
+void GemvBF16(int N, int K, const uint16_t* W, const float* x, float beta, float* y);
 
 // out[t] = weight * x[t] / sqrt(mean(x[t]^2) + eps) for T rows of width H.
 void RmsNorm(const float* x, const float* weight, int T, int H, float eps, float* out);

@@ -126,3 +126,26 @@ TEST_CASE("Injecting the golden KV into a fresh cache reproduces the decode logi
 
 }  // namespace
 }  // namespace ctx::model
+
+namespace ctx::model {
+namespace {
+
+TEST_CASE("Decode reads exact bfloat16 weight copies only when they are exact") {
+  CHECK(testing::GetModel("tiny-llama").weights().has_bf16());        // BF16 checkpoint
+  CHECK_FALSE(testing::GetModel("rand-llama").weights().has_bf16());  // random F32 weights
+  const Model& model = testing::GetModel("tiny-llama");
+  const std::vector<int32_t> ids = testing::Golden("tiny-llama").Ids("input_ids");
+  std::vector<float> a, b;
+  for (bool bf16 : {true, false}) {
+    KvCache cache = model.NewKvCache();
+    ForwardOptions opt;
+    opt.bf16_decode = bf16;
+    REQUIRE(model.Forward(std::span(ids).first(63), cache, Logits::kNone, nullptr, opt).ok());
+    REQUIRE(
+        model.Forward(std::span(ids).subspan(63), cache, Logits::kLast, bf16 ? &a : &b, opt).ok());
+  }
+  CHECK(testing::MaxScaledDiff(a.data(), b.data(), a.size()) < 1e-5);
+}
+
+}  // namespace
+}  // namespace ctx::model
