@@ -46,7 +46,7 @@ std::vector<std::string> ServiceFolders() {
 
 // Runs `command` (which prints YAML) through `yq -c .`: one JSON document per line.
 std::vector<json> YamlDocs(const std::string& command) {
-  const auto r = RunCommand("set -o pipefail 2>/dev/null; " + command + " | yq -c .");
+  const auto r = RunCommand("bash -o pipefail -c " + ShellQuote(command + " | yq -c ."));
   INFO(command << "\n" << r.output);
   REQUIRE(r.exit_code == 0);
   std::vector<json> docs;
@@ -553,8 +553,9 @@ TEST_CASE("Dockerfile: bookworm-slim runtime, non-root, every binary copied, ent
   }
   for (const auto& svc : ServiceFolders()) {
     INFO(svc);
-    CHECK(entrypoint.find(svc + " |") != std::string::npos ||
-          entrypoint.find("| " + svc) != std::string::npos);
+    const bool in_case = entrypoint.find(svc + " |") != std::string::npos ||
+                         entrypoint.find("| " + svc) != std::string::npos;
+    CHECK(in_case);
   }
   CHECK(entrypoint.find("exec \"/usr/local/bin/ctxstream-$cmd\"") != std::string::npos);
   CHECK(dockerfile.find("/usr/local/bin/ctxstream-entrypoint") != std::string::npos);
@@ -570,40 +571,53 @@ TEST_CASE("Dockerfile: bookworm-slim runtime, non-root, every binary copied, ent
 
 TEST_CASE("runtime packages are exactly those the built binaries link against",
           "[deploy][docker]") {
-  std::string args;
-  for (const auto& svc : ServiceFolders())
-    args += " " + ShellQuote(ctx::testing::BinaryPathForDeploy("ctxstream-" + svc));
-  args += " " + ShellQuote(ctx::testing::BinaryPathForDeploy("ctxctl"));
-  if (!HaveTool("dpkg")) {
-    WARN("dpkg not found: skipped");
+  if (!HaveTool("dpkg") || !HaveTool("ldd")) {
+    WARN("dpkg or ldd not found: skipped");
     return;
   }
-  const auto r = RunCommand(ShellQuote(kRoot + "/docker/runtime-packages.sh") + args);
-  INFO(r.output);
-  REQUIRE(r.exit_code == 0);
-  std::set<std::string> packages;
-  std::istringstream lines(r.output);
-  std::string pkg;
-  while (std::getline(lines, pkg)) packages.insert(pkg);
-  // Every listed package ships a shared object that one of the binaries loads (that is how
-  // the script derives them), none is a -dev package, and the obvious ones are there.
-  const auto ldd = RunCommand("ldd" + args);
-  REQUIRE(ldd.exit_code == 0);
-  for (const auto& p : packages) {
-    INFO(p);
-    CHECK(p.find("-dev") == std::string::npos);
-    const auto files = RunCommand("dpkg -L " + ShellQuote(p) + " | grep '\\.so'");
-    bool linked = false;
-    std::istringstream fl(files.output);
-    std::string f;
-    while (std::getline(fl, f)) {
-      const std::string base = f.substr(f.rfind('/') + 1);
-      if (!base.empty() && ldd.output.find("/" + base + " ") != std::string::npos) linked = true;
-    }
-    CHECK(linked);
+  std::string args;
+  for (const auto& svc : ServiceFolders()) {
+    args += " " + ShellQuote(ctx::testing::BinaryPathForDeploy("ctxstream-" + svc));
   }
+  args += " " + ShellQuote(ctx::testing::BinaryPathForDeploy("ctxctl"));
+  const std::string script = ShellQuote(kRoot + "/docker/runtime-packages.sh");
+  const auto owners = RunCommand(script + " --owners" + args);
+  INFO(owners.output);
+  REQUIRE(owners.exit_code == 0);
+  const auto plain = RunCommand(script + args);
+  REQUIRE(plain.exit_code == 0);
+  const auto ldd = RunCommand("ldd" + args + " | awk '/=> \\// {print $3}' | sort -u");
+  REQUIRE(ldd.exit_code == 0);
+
+  std::set<std::string> linked;  // every library path the binaries load
+  std::istringstream ll(ldd.output);
+  for (std::string l; std::getline(ll, l);) linked.insert(l);
+  REQUIRE(linked.size() > 10);
+  std::set<std::string> packages;
+  std::set<std::string> owned;
+  std::istringstream ol(owners.output);
+  for (std::string l; std::getline(ol, l);) {
+    const size_t tab = l.find('\t');
+    REQUIRE(tab != std::string::npos);
+    const std::string pkg = l.substr(0, tab);
+    const std::string lib = l.substr(tab + 1);
+    INFO(pkg << " for " << lib);
+    CHECK(pkg.find("-dev") == std::string::npos);  // runtime libraries only
+    CHECK(linked.count(lib) == 1);                 // a package only for a library loaded
+    packages.insert(pkg);
+    owned.insert(lib);
+  }
+  CHECK(owned == linked);  // and every library loaded has its package
+  std::set<std::string> listed;
+  std::istringstream pl(plain.output);
+  for (std::string l; std::getline(pl, l);) listed.insert(l);
+  CHECK(listed == packages);
   for (const char* expected : {"libgrpc++1.51", "libprotobuf32", "libprometheus-cpp-pull1.0"}) {
     INFO(expected);
     CHECK(packages.count(expected) == 1);
   }
+  // The image installs the list computed from exactly the binaries it copies.
+  const std::string dockerfile = ReadFileOrThrow(kRoot + "/docker/Dockerfile");
+  CHECK(dockerfile.find("docker/runtime-packages.sh /out/bin/* > /out/runtime-packages.txt") !=
+        std::string::npos);
 }

@@ -1,8 +1,10 @@
 #include "tests/deploy/deploy_support.h"
 
+#include <signal.h>
 #include <sys/wait.h>
 
 #include <array>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <regex>
@@ -13,6 +15,7 @@
 #include "common/obs/rpc_metrics.h"
 #include "common/obs/service_metrics.h"
 #include "prometheus/text_serializer.h"
+#include "tests/support/child_process.h"
 
 namespace ctx::testing {
 
@@ -57,6 +60,39 @@ std::string ShellQuote(const std::string& s) {
   return q + "'";
 }
 
+void RecordOneOfEverything() {
+  static bool done = false;  // once per process, so tests can expect exact counts
+  if (done) return;
+  done = true;
+  auto& c = obs::ControllerMetrics::Get();
+  c.ObserveTtft(obs::Form::kKv, 0.42);
+  c.ObservePredictedTtft(obs::Form::kKv, 0.40, 0.42);
+  c.ObserveStage(obs::Stage::kFetch, obs::Form::kKv, 0.2);
+  c.CountQuery(obs::Form::kKv, /*slo_violated=*/true);
+  c.CountDecision(obs::Form::kKv, 2, /*replan=*/false);
+  c.SetBandwidthEstimate("kvcache-0>inference-0", 125e6);
+  obs::AddContextBytes(obs::Form::kText, -1, 4096);
+  auto& i = obs::InferenceMetrics::Get();
+  i.AddPrefillTokens(obs::Form::kText, 512, 0.8);
+  i.AddDecodeTokens(16);
+  i.ObserveTtft(obs::Form::kText, 0.9);
+  i.ObserveFetchChunk("kvcache-0>inference-0", 2, 1 << 20, 0.01);
+  i.ObserveCodecDecode(2, 1 << 20, 8 << 20, 0.004);
+  auto& k = obs::KvCacheMetrics::Get();
+  k.IngestStarted();
+  k.AddIngestTokens(2048);
+  k.SetIngestPendingChunks(3);
+  k.ObserveCodecEncode(2, 8 << 20, 1 << 20, 0.02);
+  k.IngestFinished(true, 1.5);
+  k.ObserveFetchChunk(2, 1 << 20);
+  k.CountStoreLookup("memory", true);
+  k.CountStoreLookup("memory", false);
+  k.CountStoreEviction("memory");
+  k.SetStoreSize("memory", 3 << 20, 3);
+  k.SetStoreCapacity("memory", 64 << 20);
+  obs::CompressorMetrics::Get().ObserveCompression(1000, 300, 0.05);
+}
+
 std::string ServiceExposition() {
   obs::MakeRpcMetricsInterceptor();
   obs::ControllerMetrics::Get();
@@ -75,14 +111,48 @@ std::set<std::string> ExportedFamilyNames() {
   return names;
 }
 
-std::set<std::string> ExportedSampleNames() {
-  ServiceExposition();
+std::set<std::string> SampleNamesOf(const std::string& exposition) {
   std::set<std::string> names;
-  for (const auto& family : obs::Metrics().Collect()) {
-    names.insert(family.name);
-    if (family.type == prometheus::MetricType::Histogram) {
-      for (const char* suffix : {"_bucket", "_sum", "_count"}) names.insert(family.name + suffix);
+  std::istringstream in(exposition);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("# TYPE ", 0) != 0) continue;
+    std::istringstream fields(line.substr(7));
+    std::string name;
+    std::string type;
+    fields >> name >> type;
+    names.insert(name);
+    if (type == "histogram") {
+      for (const char* suffix : {"_bucket", "_sum", "_count"}) names.insert(name + suffix);
     }
+  }
+  return names;
+}
+
+const std::map<std::string, std::string>& ScrapeLiveServices() {
+  static const auto* scraped = [] {
+    auto* out = new std::map<std::string, std::string>();
+    for (const char* name : {"controller", "inference", "kvcache", "compressor"}) {
+      RunningService svc = StartService(name, {});
+      const auto health = RunCommand(ShellQuote(BinaryPathForDeploy("ctxctl")) + " health " +
+                                     ShellQuote(svc.grpc_address));
+      if (health.exit_code != 0) {
+        throw std::runtime_error(std::string("ctxctl health on ") + name + ": " + health.output);
+      }
+      (*out)[name] = HttpGet(svc.metrics_address, "/metrics");
+      svc.process->Signal(SIGTERM);
+      svc.process->WaitExit(std::chrono::seconds(10));
+    }
+    return out;
+  }();
+  return *scraped;
+}
+
+std::set<std::string> ExportedSampleNames() {
+  RecordOneOfEverything();  // series keyed by level, link or backend appear on first use
+  std::set<std::string> names = SampleNamesOf(ServiceExposition());
+  for (const auto& [service, text] : ScrapeLiveServices()) {
+    for (const auto& n : SampleNamesOf(text)) names.insert(n);
   }
   return names;
 }

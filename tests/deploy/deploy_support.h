@@ -2,6 +2,7 @@
 // services export (derived from the registry's exposition, never from a hand-copied list).
 #pragma once
 
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -24,11 +25,23 @@ std::string BinaryPathForDeploy(const std::string& name);
 // Single-quotes `s` for /bin/sh.
 std::string ShellQuote(const std::string& s);
 
+// Records one observation through every helper of service_metrics.h (label values
+// kv/level 2, link kvcache-0>inference-0, backend memory, ...).
+void RecordOneOfEverything();
+
 // Registers every service's metric families (service_metrics.h and the per-RPC metrics) and
 // returns the Prometheus text exposition of ctx::obs::Metrics().
 std::string ServiceExposition();
-// Every sample name the exposition can contain: each family name, plus _bucket/_sum/_count
-// for histograms.
+// Starts every service binary (build/bin/ctxstream-<name>) on ephemeral ports, makes one
+// grpc.health.v1 call to each through ctxctl (so the per-RPC series exist), scrapes its
+// /metrics and stops it. Returns service name -> exposition text. Cached per process.
+const std::map<std::string, std::string>& ScrapeLiveServices();
+// Sample names of an exposition text, from its "# TYPE <name> <type>" lines (histograms
+// add _bucket/_sum/_count).
+std::set<std::string> SampleNamesOf(const std::string& exposition);
+
+// Every sample name a service can export: those of ServiceExposition() plus those the live
+// services serve (the per-RPC metrics appear only after a call).
 std::set<std::string> ExportedSampleNames();
 // The family names alone (as in "# TYPE <name> <type>").
 std::set<std::string> ExportedFamilyNames();

@@ -17,36 +17,6 @@ using ctx::obs::Stage;
 using ctx::testing::ExportedFamilyNames;
 using ctx::testing::ServiceExposition;
 
-void RecordOneOfEverything() {
-  auto& c = ctx::obs::ControllerMetrics::Get();
-  c.ObserveTtft(Form::kKv, 0.42);
-  c.ObservePredictedTtft(Form::kKv, 0.40, 0.42);
-  c.ObserveStage(Stage::kFetch, Form::kKv, 0.2);
-  c.CountQuery(Form::kKv, /*slo_violated=*/true);
-  c.CountDecision(Form::kKv, 2, /*replan=*/false);
-  c.SetBandwidthEstimate("kvcache-0>inference-0", 125e6);
-  ctx::obs::AddContextBytes(Form::kText, -1, 4096);
-  auto& i = ctx::obs::InferenceMetrics::Get();
-  i.AddPrefillTokens(Form::kText, 512, 0.8);
-  i.AddDecodeTokens(16);
-  i.ObserveTtft(Form::kText, 0.9);
-  i.ObserveFetchChunk("kvcache-0>inference-0", 2, 1 << 20, 0.01);
-  i.ObserveCodecDecode(2, 1 << 20, 8 << 20, 0.004);
-  auto& k = ctx::obs::KvCacheMetrics::Get();
-  k.IngestStarted();
-  k.AddIngestTokens(2048);
-  k.SetIngestPendingChunks(3);
-  k.ObserveCodecEncode(2, 8 << 20, 1 << 20, 0.02);
-  k.IngestFinished(true, 1.5);
-  k.ObserveFetchChunk(2, 1 << 20);
-  k.CountStoreLookup("memory", true);
-  k.CountStoreLookup("memory", false);
-  k.CountStoreEviction("memory");
-  k.SetStoreSize("memory", 3 << 20, 3);
-  k.SetStoreCapacity("memory", 64 << 20);
-  ctx::obs::CompressorMetrics::Get().ObserveCompression(1000, 300, 0.05);
-}
-
 }  // namespace
 
 TEST_CASE("label values are normalized to bounded sets", "[deploy][metrics]") {
@@ -84,7 +54,7 @@ TEST_CASE("bucket layouts span the catalogued ranges", "[deploy][metrics]") {
 }
 
 TEST_CASE("service metrics expose the catalogued names and pass promtool", "[deploy][metrics]") {
-  RecordOneOfEverything();
+  ctx::testing::RecordOneOfEverything();
   const std::string text = ServiceExposition();
   const std::set<std::string> families = ExportedFamilyNames();
   for (const char* name : {
@@ -109,7 +79,6 @@ TEST_CASE("service metrics expose the catalogued names and pass promtool", "[dep
            "ctxstream_store_size_bytes",
            "ctxstream_store_capacity_bytes",
            "ctxstream_compressor_compression_ratio",
-           "ctxstream_rpc_requests_total",
        }) {
     INFO(name);
     CHECK(families.count(name) == 1);
@@ -164,5 +133,34 @@ TEST_CASE("docs/metrics.md catalogues every exported family", "[deploy][metrics]
   for (const auto& name : in_doc) {
     INFO(name << " is in docs/metrics.md but not exported");
     CHECK(samples.count(name) == 1);
+  }
+}
+
+TEST_CASE("every live service's /metrics passes promtool after a real call", "[deploy][metrics]") {
+  const auto& scraped = ctx::testing::ScrapeLiveServices();
+  REQUIRE(scraped.size() == 4);
+  const bool have_promtool = ctx::testing::HaveTool("promtool");
+  if (!have_promtool) WARN("promtool not found (scripts/setup.sh installs package prometheus)");
+  for (const auto& [service, text] : scraped) {
+    INFO(service);
+    // The per-RPC metrics of the health call that ScrapeLiveServices made.
+    CHECK(text.find("ctxstream_rpc_requests_total{") != std::string::npos);
+    CHECK(text.find("method=\"Check\"") != std::string::npos);
+    for (const auto& name : ctx::testing::SampleNamesOf(text)) {
+      INFO(name);
+      CHECK(name.find(':') == std::string::npos);
+    }
+    if (!have_promtool) continue;
+    const std::string path =
+        std::string(CTX_BINARY_DIR) + "/tests/deploy/live-" + service + ".prom";
+    {
+      std::ofstream out(path);
+      out << text;
+    }
+    const auto r =
+        ctx::testing::RunCommand("promtool check metrics < " + ctx::testing::ShellQuote(path));
+    INFO(r.output);
+    CHECK(r.exit_code == 0);
+    CHECK(r.output.find("ctxstream_") == std::string::npos);
   }
 }
