@@ -3,7 +3,9 @@
 // entrypoint and docker/compose.yaml. YAML is turned into JSON by yq (Debian package yq).
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <csignal>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <regex>
 #include <set>
@@ -14,6 +16,7 @@
 
 #include "nlohmann/json.hpp"
 #include "tests/deploy/deploy_support.h"
+#include "tests/support/child_process.h"
 
 namespace {
 
@@ -331,7 +334,7 @@ TEST_CASE("kustomize renders the dev and prod overlays with probes, resources an
   SECTION("prod") { CheckOverlay("prod", "ctxstream", /*tls=*/true); }
 }
 
-TEST_CASE("promtool accepts the Prometheus config and rules; rule tests pass",
+TEST_CASE("promtool accepts the Prometheus config and rules, and the rule unit tests pass",
           "[deploy][prometheus]") {
   if (!HaveTool("promtool")) {
     WARN("promtool not found (scripts/setup.sh installs package prometheus): skipped");
@@ -429,6 +432,40 @@ TEST_CASE("rules and dashboards reference only exported metrics", "[deploy][graf
         "ctxstream_controller_decisions_total"}) {
     INFO(m);
     CHECK(dl.find(m) != std::string::npos);
+  }
+}
+
+TEST_CASE("every flagfile of every overlay is accepted by its service binary", "[deploy][k8s]") {
+  for (const auto& [svc, ports] : kPorts) {
+    const std::string binary = ctx::testing::BinaryPathForDeploy("ctxstream-" + svc);
+    const auto help = RunCommand(ShellQuote(binary) + " --helpfull");
+    for (const char* dir : {"base/flags", "overlays/dev", "overlays/prod"}) {
+      const std::string path = kRoot + "/deploy/k8s/" + dir + "/" + svc + ".flags";
+      INFO(path);
+      const std::string text = ReadFileOrThrow(path);
+      // Every flag is one the binary defines (absl exits at start-up on unknown flags).
+      std::istringstream in(text);
+      std::string flagfile_without_ports;
+      for (std::string line; std::getline(in, line);) {
+        if (line.empty() || line[0] == '#') continue;
+        REQUIRE(line.rfind("--", 0) == 0);
+        const std::string name = line.substr(2, line.find('=') - 2);
+        INFO(name);
+        CHECK(help.output.find("    --" + name + " (") != std::string::npos);
+        const bool port = name == "listen" || name == "metrics_listen";
+        const bool tls = name.find("tls_") != std::string::npos;  // files only in the pod
+        if (!port && !tls) flagfile_without_ports += line + "\n";
+      }
+      // And the binary starts with the file (comments included), on ephemeral ports.
+      const std::string copy = std::string(CTX_BINARY_DIR) + "/tests/deploy/" + svc + ".flags";
+      {
+        std::ofstream out(copy);
+        out << "# comment lines as in the ConfigMap\n" << flagfile_without_ports;
+      }
+      auto running = ctx::testing::StartService(svc, {"--flagfile=" + copy});
+      running.process->Signal(SIGTERM);
+      CHECK(running.process->WaitExit(std::chrono::seconds(20)) == 0);
+    }
   }
 }
 
