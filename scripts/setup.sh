@@ -15,7 +15,14 @@ PACKAGES=(
   libhiredis-dev redis-server
   # tests: Catch2 v2, promtool (in the prometheus package), curl for smoke checks
   catch2 prometheus curl
+  # deploy tests: YAML -> JSON for manifest checks (yq wraps jq)
+  yq jq
 )
+# `kubectl kustomize` renders deploy/k8s. Debian 12 ships kubectl in kubernetes-client; a
+# kubectl installed otherwise (another package or a binary) is used as it is.
+if ! command -v kubectl >/dev/null 2>&1; then
+  PACKAGES+=(kubernetes-client)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
