@@ -148,12 +148,9 @@ grpc::Status CompressorService::RunCompress(uint64_t id, std::chrono::steady_clo
   control.cancelled = [ctx] { return ctx->IsCancelled(); };
   control.deadline = ctx->deadline();
   RequestScorer scorer(batcher_, std::move(control));
-  const lingua::CompressorConfig config = req.reference_compat()
-                                              ? lingua::CompressorConfig::ReferenceCompat()
-                                              : lingua::CompressorConfig{};
-  const lingua::PromptCompressor pc(tokenizer_, &scorer, counter_, config);
   const std::vector<std::string> contexts(req.contexts().begin(), req.contexts().end());
-  absl::StatusOr<lingua::CompressResult> result = pc.Compress(contexts, *options);
+  absl::StatusOr<lingua::CompressResult> result =
+      engine_->Compress(contexts, *options, req.reference_compat(), &scorer);
   if (!result.ok()) return fail(result.status());
 
   const double seconds =

@@ -1,7 +1,8 @@
 // The compressor service's gRPC handlers (callback API). Compress is thin: it validates and
 // maps the request to ctx::lingua::CompressOptions (RequestToOptions), queues the work on a
-// WorkerPool (never on a gRPC thread), runs lingua::PromptCompressor with a per-request
-// ChunkScorer that feeds the shared cross-request BatchingScorer, and maps the result back
+// WorkerPool (never on a gRPC thread), runs the LLMLingua-2 pipeline (LinguaEngine::Compress)
+// with a per-request ChunkScorer that feeds the shared cross-request BatchingScorer, and maps
+// the result back
 // (FillResponse). See README.md in this folder.
 #pragma once
 
@@ -11,11 +12,10 @@
 
 #include "absl/status/statusor.h"
 #include "common/lingua/prompt_compressor.h"
-#include "common/lingua/token_counter.h"
-#include "common/lingua/xlmr_tokenizer.h"
 #include "common/rpc/worker_pool.h"
 #include "ctxstream/v1/compressor.grpc.pb.h"
 #include "services/compressor/batching_scorer.h"
+#include "services/compressor/lingua_engine.h"
 
 namespace ctx::compressor {
 
@@ -34,9 +34,8 @@ void FillResponse(const lingua::CompressResult& r, bool want_labels,
 class CompressorService final : public ctxstream::v1::Compressor::CallbackService {
  public:
   // All pointers must outlive the service.
-  CompressorService(const lingua::XlmrTokenizer* tokenizer, const lingua::TokenCounter* counter,
-                    BatchingScorer* batcher, rpc::WorkerPool* pool)
-      : tokenizer_(tokenizer), counter_(counter), batcher_(batcher), pool_(pool) {}
+  CompressorService(const LinguaEngine* engine, BatchingScorer* batcher, rpc::WorkerPool* pool)
+      : engine_(engine), batcher_(batcher), pool_(pool) {}
 
   grpc::ServerUnaryReactor* Compress(grpc::CallbackServerContext* ctx,
                                      const ctxstream::v1::CompressRequest* req,
@@ -49,8 +48,7 @@ class CompressorService final : public ctxstream::v1::Compressor::CallbackServic
                            const ctxstream::v1::CompressRequest& req,
                            ctxstream::v1::CompressResponse* resp);
 
-  const lingua::XlmrTokenizer* tokenizer_;
-  const lingua::TokenCounter* counter_;
+  const LinguaEngine* engine_;
   BatchingScorer* batcher_;
   rpc::WorkerPool* pool_;
   std::atomic<uint64_t> next_id_{1};

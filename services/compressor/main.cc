@@ -9,13 +9,11 @@
 #include "absl/flags/flag.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "common/lingua/chunk_scorer.h"
-#include "common/lingua/lingua_model.h"
-#include "common/lingua/token_counter.h"
 #include "common/rpc/server.h"
 #include "common/rpc/worker_pool.h"
 #include "services/compressor/batching_scorer.h"
 #include "services/compressor/compressor_service.h"
+#include "services/compressor/lingua_engine.h"
 #include "spdlog/spdlog.h"
 
 ABSL_FLAG(std::string, model_dir, "models/tiny-lingua2",
@@ -72,38 +70,27 @@ int main(int argc, char** argv) {
     return server_main.Fail(absl::InvalidArgumentError("--batch_window_us must be >= 0"));
   }
 
+  const int32_t max_batch = absl::GetFlag(FLAGS_max_batch_chunks);
   const std::string model_dir = ResolvePath(absl::GetFlag(FLAGS_model_dir));
-  absl::StatusOr<ctx::lingua::LinguaModel> model = ctx::lingua::LinguaModel::Load(model_dir);
-  if (!model.ok()) {
-    return server_main.Fail(
-        absl::Status(model.status().code(),
-                     absl::StrCat("--model_dir=", model_dir, ": ", model.status().message())));
-  }
   const std::string tokenizer_path = ResolvePath(absl::GetFlag(FLAGS_target_tokenizer));
-  auto counter = ctx::lingua::SentencePieceTokenCounter::Load(tokenizer_path);
-  if (!counter.ok()) {
-    return server_main.Fail(absl::Status(
-        counter.status().code(),
-        absl::StrCat("--target_tokenizer=", tokenizer_path, ": ", counter.status().message())));
-  }
-  spdlog::info("compressor: model {} (hidden {}, {} layers), token counts by {}", model_dir,
-               model->classifier->config().hidden_size, model->classifier->config().num_layers,
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  const std::string engine_path = (exe.parent_path() / "libctx_lingua_engine.so").string();
+  auto engine =
+      ctx::compressor::LoadLinguaEngine(engine_path, model_dir, tokenizer_path, max_batch);
+  if (!engine.ok()) return server_main.Fail(engine.status());
+  spdlog::info("compressor: model {} ({}), token counts by {}", model_dir, (*engine)->Describe(),
                tokenizer_path);
 
-  const int32_t max_batch = absl::GetFlag(FLAGS_max_batch_chunks);
-  const ctx::lingua::ClassifierScorer forward_scorer(model->classifier.get(), max_batch);
   ctx::compressor::BatchingOptions batching;
   batching.compute_threads = absl::GetFlag(FLAGS_compute_threads);
   batching.max_batch_chunks = max_batch;
   batching.batch_window = std::chrono::microseconds(absl::GetFlag(FLAGS_batch_window_us));
+  const ctx::compressor::LinguaEngine* eng = engine->get();
   ctx::compressor::BatchingScorer batcher(
-      [&forward_scorer](std::span<const std::vector<int32_t>> seqs) {
-        return forward_scorer.KeepProbs(seqs);
-      },
-      batching);
+      [eng](std::span<const std::vector<int32_t>> seqs) { return eng->Forward(seqs); }, batching);
   ctx::rpc::WorkerPool pool(static_cast<size_t>(absl::GetFlag(FLAGS_request_threads)),
                             static_cast<size_t>(absl::GetFlag(FLAGS_max_queue)));
-  ctx::compressor::CompressorService service(model->tokenizer.get(), counter->get(), &batcher,
-                                             &pool);
+  ctx::compressor::CompressorService service(eng, &batcher, &pool);
   return server_main.Serve({&service});
 }
