@@ -1,6 +1,8 @@
 // The inside of libctx_lingua_engine.so: see lingua_engine.h for why it is a separate object.
 #include "services/compressor/lingua_engine.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/lingua/lingua_model.h"
 #include "common/lingua/token_counter.h"
@@ -14,11 +16,34 @@ class LinguaEngineImpl final : public LinguaEngine {
                    int max_batch)
       : model_(std::move(model)),
         counter_(std::move(counter)),
-        forward_(model_.classifier.get(), max_batch) {}
+        max_batch_(std::max(1, max_batch)) {}
 
+  // Rows are grouped by length so that padding costs at most ~15 % extra: a padded row costs
+  // as much as a full one (a 150-piece chunk padded to 511 costs ~3.4x), which on the CPU is
+  // more than batching saves.
   absl::StatusOr<std::vector<std::vector<float>>> Forward(
       std::span<const std::vector<int32_t>> seqs) const override {
-    return forward_.KeepProbs(seqs);
+    std::vector<size_t> order(seqs.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t a, size_t b) { return seqs[a].size() > seqs[b].size(); });
+    std::vector<std::vector<float>> out(seqs.size());
+    for (size_t s = 0; s < order.size();) {
+      const size_t longest = seqs[order[s]].size();
+      size_t e = s + 1;
+      while (e < order.size() && e - s < static_cast<size_t>(max_batch_) &&
+             static_cast<double>(seqs[order[e]].size()) >=
+                 kMinFill * static_cast<double>(longest)) {
+        ++e;
+      }
+      std::vector<std::vector<int32_t>> group;
+      for (size_t k = s; k < e; ++k) group.push_back(seqs[order[k]]);
+      auto probs = model_.classifier->KeepProbs(group);
+      if (!probs.ok()) return probs.status();
+      for (size_t k = s; k < e; ++k) out[order[k]] = std::move((*probs)[k - s]);
+      s = e;
+    }
+    return out;
   }
 
   absl::StatusOr<lingua::CompressResult> Compress(
@@ -39,7 +64,8 @@ class LinguaEngineImpl final : public LinguaEngine {
  private:
   lingua::LinguaModel model_;
   std::unique_ptr<lingua::TokenCounter> counter_;
-  lingua::ClassifierScorer forward_;
+  int max_batch_;
+  static constexpr double kMinFill = 0.85;  // shortest row / longest row within one forward
 };
 
 }  // namespace

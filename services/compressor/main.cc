@@ -79,8 +79,8 @@ int main(int argc, char** argv) {
   auto engine =
       ctx::compressor::LoadLinguaEngine(engine_path, model_dir, tokenizer_path, max_batch);
   if (!engine.ok()) return server_main.Fail(engine.status());
-  spdlog::info("compressor: model {} ({}), token counts by {}", model_dir, (*engine)->Describe(),
-               tokenizer_path);
+  spdlog::debug("compressor: model {} ({}), token counts by {}", model_dir, (*engine)->Describe(),
+                tokenizer_path);
 
   ctx::compressor::BatchingOptions batching;
   batching.compute_threads = absl::GetFlag(FLAGS_compute_threads);

@@ -39,7 +39,7 @@ int main(int argc, char** argv) {
 
   std::vector<double> walls;
   double server_s = 0;
-  uint32_t tokens = 0;
+  uint32_t tokens = 0, chunks = 0;
   for (int r = 0; r < rounds + 1; ++r) {  // round 0 warms up
     std::vector<std::thread> threads;
     std::vector<ctxstream::v1::CompressResponse> resps(static_cast<size_t>(concurrent));
@@ -64,6 +64,7 @@ int main(int argc, char** argv) {
     walls.push_back(wall);
     for (const auto& resp : resps) server_s += resp.compress_seconds();
     tokens = resps[0].origin_tokens();
+    chunks = resps[0].num_chunks();
   }
   std::sort(walls.begin(), walls.end());
   std::printf(
