@@ -317,3 +317,37 @@ TEST_CASE("a model that cannot be loaded is a one-line error and exit 1", "[comp
 }
 
 }  // namespace ctx::testing
+
+namespace ctx::testing {
+
+TEST_CASE("a full queue answers RESOURCE_EXHAUSTED with a retry hint", "[compressor][grpc]") {
+  // One request thread, one queue slot: of 8 simultaneous ~0.1 s requests at most 2 are taken.
+  RunningService s = StartCompressor({"--request_threads=1", "--max_queue=1"});
+  auto stub = Stub(s);
+  pb::CompressRequest req;
+  req.add_contexts(Paragraphs());
+  std::vector<grpc::Status> status(8);
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < status.size(); ++i) {
+    threads.emplace_back([&, i] {
+      pb::CompressResponse resp;
+      status[i] = Call(*stub, req, &resp);
+    });
+  }
+  for (auto& t : threads) t.join();
+  int ok = 0, busy = 0;
+  for (const auto& st : status) {
+    INFO(st.error_message());
+    if (st.ok()) {
+      ++ok;
+    } else {
+      CHECK(st.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
+      CHECK(st.error_message().find("retry later") != std::string::npos);
+      ++busy;
+    }
+  }
+  CHECK(ok >= 1);
+  CHECK(busy >= 1);
+}
+
+}  // namespace ctx::testing
