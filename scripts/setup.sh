@@ -17,6 +17,8 @@ PACKAGES=(
   catch2 prometheus curl
   # deploy tests: YAML -> JSON for manifest checks (yq wraps jq)
   yq jq
+  # scripts/perf.sh: plots (PNG + SVG); iproute2 for the namespace/tbf bandwidth emulation
+  gnuplot-nox iproute2
 )
 # `kubectl kustomize` renders deploy/k8s. Debian 12 ships kubectl in kubernetes-client; a
 # kubectl installed otherwise (another package or a binary) is used as it is.
