@@ -7,8 +7,8 @@
 # machine allows it (root; loadtest/netns.sh check), else with kvcache's
 # --egress_bytes_per_second (per Fetch stream; kvcache restarts per rate; no traces then).
 #
-# Environment: PERF_SHAPING=auto|tbf|egress, PERF_BANDWIDTHS="1 3 10 30 100 300 1000"
-# (Mbit/s), PERF_QUERIES=3 (per strategy and bandwidth), PERF_SLO=0.5 (TTFT SLO sent with
+# Environment: PERF_SHAPING=auto|tbf|egress, PERF_BANDWIDTHS="1 3 10 30 100 1000"
+# (Mbit/s), PERF_QUERIES=2 (per strategy and bandwidth), PERF_SLO=0.5 (TTFT SLO sent with
 # every query, s), PERF_TRACES="step cachegen_scaled", PERF_LOAD_RATES="0.25 0.5 1 2",
 # PERF_LOAD_SECONDS=12, PERF_REPLICAS="1 2 4", PERF_SCALE_SLO=3 (p99 TTFT bound, s),
 # PERF_NO_BUILD=1 (use existing binaries), BIN_DIR=build/bin.
@@ -18,8 +18,8 @@ OUT=${PERF_OUT:-var/perf}
 PLOTS=docs/perf
 DOC=docs/performance.md
 SHAPING=${PERF_SHAPING:-auto}
-BWS=${PERF_BANDWIDTHS:-"1 3 10 30 100 300 1000"}
-Q=${PERF_QUERIES:-3}
+BWS=${PERF_BANDWIDTHS:-"1 3 10 30 100 1000"}
+Q=${PERF_QUERIES:-2}
 SLO=${PERF_SLO:-0.5}
 TRACES=${PERF_TRACES:-"step cachegen_scaled"}
 LOAD_RATES=${PERF_LOAD_RATES:-"0.25 0.5 1 2"}
@@ -54,7 +54,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 MODEL=models/tiny-llama
-PROFILE=$MODEL/kvcodec.profile
+PROFILE=${PERF_CODEC_PROFILE:-$MODEL/kvcodec.profile}
 [[ -f $PROFILE ]] || PROFILE=""
 NS_APP=""
 NS_KV=""
