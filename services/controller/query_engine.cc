@@ -188,8 +188,11 @@ grpc::Status QueryEngine::ModelInfoFor(InferenceSet::Lease& lease, Clock::time_p
   SetDeadline(&ctx, deadline, options_.metadata_timeout_s);
   grpc::Status s = lease.stub()->GetModelInfo(&ctx, pb::GetModelInfoRequest(), info);
   if (!s.ok()) return Wrap(s, absl::StrCat("inference ", lease.endpoint(), " GetModelInfo"));
-  std::lock_guard<std::mutex> lock(mu_);
-  model_info_[lease.index()] = {*info, SteadyClock::now()};
+  // Speeds are measured in the background at start-up: only cache once they are there.
+  if (info->prefill_speed_size() > 0) {
+    std::lock_guard<std::mutex> lock(mu_);
+    model_info_[lease.index()] = {*info, SteadyClock::now()};
+  }
   return s;
 }
 
@@ -266,6 +269,14 @@ grpc::Status QueryEngine::Register(const std::string& tenant,
     return Error(grpc::StatusCode::INVALID_ARGUMENT, "RegisterContext: text has no tokens");
   }
   const uint32_t n = static_cast<uint32_t>(rec.tokens.size());
+  pb::ModelInfo info;
+  if (ModelInfoFor(lease, deadline, &info).ok() && info.max_context_tokens() > 0 &&
+      n >= info.max_context_tokens()) {
+    return Error(grpc::StatusCode::INVALID_ARGUMENT,
+                 absl::StrCat("RegisterContext: the text is ", n, " tokens; the model (",
+                              info.name(), ") takes at most ", info.max_context_tokens(),
+                              " tokens including the question and the answer"));
+  }
   const uint32_t chunks_total = (n + options_.chunk_tokens - 1) / options_.chunk_tokens;
 
   pb::RegisterProgress ev;
@@ -426,6 +437,14 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
   if (!lease) return Error(grpc::StatusCode::UNAVAILABLE, "no inference replica available");
   const size_t n = rec.tokens.size();
   if (n == 0) return Error(grpc::StatusCode::INVALID_ARGUMENT, "Query: context has no tokens");
+  const uint32_t max_new = request.max_tokens() > 0 ? request.max_tokens() : 64;
+  if (info.max_context_tokens() > 0 && n + question.size() + max_new > info.max_context_tokens()) {
+    return Error(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        absl::StrCat("Query: context (", n, ") + question (", question.size(), ") + max_tokens (",
+                     max_new, ") tokens exceed the model's ", info.max_context_tokens(),
+                     "; ask for fewer tokens or use a shorter context"));
+  }
 
   // 3. Costs. KV only for a registered, ingested context whose manifest is readable now.
   policy::ContextCosts costs;
@@ -570,7 +589,7 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
   pb::GenerateStart start;
   start.mutable_question()->mutable_ids()->Assign(question.begin(), question.end());
   pb::SamplingParams* sp = start.mutable_sampling();
-  sp->set_max_new_tokens(request.max_tokens() > 0 ? request.max_tokens() : 64);
+  sp->set_max_new_tokens(max_new);
   sp->set_temperature(request.temperature());
   sp->set_top_p(request.top_p());
   sp->set_seed(request.seed());
@@ -745,14 +764,16 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
   r->mutable_timings()->set_total_seconds(total_s);
   r->mutable_timings()->set_compress_seconds(compress_seconds + done.timings().compress_seconds());
   *r->mutable_bytes() = done.bytes();
-  if (text_bytes > 0) {
+  bool counted = false;  // newer inference nodes count the token ids they received too
+  for (const pb::ByteCount& b : done.bytes()) counted = counted || b.form() == delivered;
+  if (text_bytes > 0 && !counted) {
     pb::ByteCount* b = r->add_bytes();
     b->set_form(delivered);
     b->set_level(-1);
     b->set_bytes(text_bytes);
     b->set_chunks(1);
-    obs::AddContextBytes(ToObs(delivered), -1, static_cast<double>(text_bytes));
   }
+  if (text_bytes > 0) obs::AddContextBytes(ToObs(delivered), -1, static_cast<double>(text_bytes));
   const bool slo_met = preq.slo_s <= 0 || ttft <= preq.slo_s;
   r->set_slo_met(slo_met);
   r->set_fell_back(fell_back);
@@ -774,12 +795,14 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
   spdlog::info(
       "query {} tenant={} context={} form={} level={} predicted_ttft={:.3f} ttft={:.3f} "
       "total={:.3f} fetch={:.3f} decode={:.3f} prefill={:.3f} compress={:.3f} kv_bytes={} "
-      "bw_est={:.0f} slo={:.3f} slo_met={} fell_back={} tokens={} endpoint={}",
+      "bw_est={:.0f} slo={:.3f} slo_met={} fell_back={} tokens={} endpoint={} "
+      "prefill_fit=a:{:.3g},b:{:.3g},c:{:.3g}",
       request_id, tenant, registered ? rec.context_id : "inline", policy::FormName(chosen.form),
       chosen.level, chosen.ttft_s, ttft, total_s, done.timings().fetch_seconds(),
       done.timings().decode_seconds(), done.timings().prefill_seconds(),
       r->timings().compress_seconds(), kv_bytes, preq.bandwidth_bps, preq.slo_s, slo_met, fell_back,
-      tokens_out, endpoint);
+      tokens_out, endpoint, model.prefill.coefficients().a, model.prefill.coefficients().b,
+      model.prefill.coefficients().c);
   sink(rev);
   return grpc::Status::OK;
 }

@@ -410,6 +410,28 @@ TEST_CASE("an UNAVAILABLE inference replica is retried once on another") {
   }
 }
 
+TEST_CASE("contexts longer than the model's context are refused with the numbers") {
+  Harness h;
+  h.inference[0]->max_context_tokens = 40;
+  pb::RegisterContextRequest req;
+  req.set_text(Words(40));  // 41 tokens with BOS
+  grpc::Status s =
+      h.engine->Register("t1", req, h.Deadline(), [](const pb::RegisterProgress&) { return true; });
+  CHECK(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(s.error_message().find("41 tokens") != std::string::npos);
+  CHECK(h.registry->size() == 0);
+
+  const std::string id = h.Register(29);  // 30 tokens fit
+  pb::QueryRequest q = Ask(id, 0);        // 4 question tokens
+  q.set_max_tokens(7);                    // 30 + 4 + 7 = 41 > 40
+  Harness::Outcome o = h.Query(q);
+  CHECK(o.status.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(o.status.error_message().find("exceed the model's 40") != std::string::npos);
+  CHECK(o.events.empty());
+  q.set_max_tokens(6);
+  CheckShape(h.Query(q));
+}
+
 TEST_CASE("least-loaded replica choice") {
   std::vector<InferenceSet::Replica> r(3);
   r[0].endpoint = "a";

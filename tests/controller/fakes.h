@@ -38,6 +38,7 @@ class FakeInference final : public ctxstream::v1::Inference::Service {
   uint64_t kv_bytes_reported = 1000000;           // KV bytes reported in GenerateDone
   bool report_fell_back = false;                  // GenerateDone.fell_back
   int tokens_to_generate = 3;
+  uint32_t max_context_tokens = 0;  // ModelInfo.max_context_tokens (0 = not reported)
 
   // Observations.
   std::mutex mu;
