@@ -2,6 +2,8 @@
 // text, as KV (forced) and adaptively. Tagged [needs-services] and hidden ([.]): they need the
 // inference, kvcache and compressor implementations (branches inference-svc, kvcache-svc,
 // compressor-svc). Run with:  ./build/tests/controller/test_controller "[needs-services]"
+#include <signal.h>
+
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
@@ -20,10 +22,17 @@ namespace {
 namespace pb = ctxstream::v1;
 
 struct Cluster {
-  Cluster() {
+  // `second_inference`: also start a second inference replica (listed first, so that a test
+  // can kill it and watch the controller retry on the other).
+  explicit Cluster(bool second_inference = false) {
     const std::string model = SourcePath("models/tiny-llama");
     const std::string profile = model + "/kvcodec.profile";
     inference = StartService("inference", {"--model_dir=" + model});
+    std::string inference_list = inference.grpc_address;
+    if (second_inference) {
+      inference2 = StartService("inference", {"--model_dir=" + model});
+      inference_list = inference2.grpc_address + "," + inference_list;
+    }
     std::vector<std::string> kv_args = {"--inference=" + inference.grpc_address, "--store=memory"};
     kv_args.push_back("--codec_profile=" +
                       (std::filesystem::exists(profile) ? profile : std::string()));
@@ -72,7 +81,7 @@ struct Cluster {
     return events;
   }
 
-  RunningService inference, kvcache, compressor, controller;
+  RunningService inference, inference2, kvcache, compressor, controller;
   std::unique_ptr<pb::Controller::Stub> stub;
 };
 
@@ -136,6 +145,45 @@ TEST_CASE("register a document and query it as text, KV and adaptively", "[.][ne
   CHECK(ad.front().plan().options_size() >= 2);
   CHECK(!ad.back().result().answer().empty());
   CHECK(ad.back().result().inference_endpoint() == c.inference.grpc_address);
+}
+
+TEST_CASE("kvcache killed after registration: the query is answered from text and says so",
+          "[.][needs-services]") {
+  Cluster c;
+  const std::string id = c.Register(Document());
+  c.kvcache.process->Signal(SIGKILL);
+  c.kvcache.process->WaitExit(std::chrono::seconds(5));
+  pb::QueryRequest q;
+  q.set_context_id(id);
+  q.set_question("\nQuestion: what is the controller?\nAnswer:");
+  q.set_max_tokens(4);
+  q.set_force_level(-1);
+  q.set_slo_ttft_seconds(0.05);  // would pick KV if kvcache were there
+  const auto ev = c.Query(q);
+  CHECK(ev.front().plan().form() != pb::FORM_KV);
+  CHECK(ev.front().plan().reason().find("kvcache unreachable") != std::string::npos);
+  const pb::QueryResult& r = ev.back().result();
+  CHECK(!r.answer().empty());
+  CHECK(r.fell_back());
+  CHECK(r.fallback_reason().find("kvcache unreachable") != std::string::npos);
+}
+
+TEST_CASE("an inference replica killed before the query: retried on the other",
+          "[.][needs-services]") {
+  Cluster c(/*second_inference=*/true);
+  const std::string id = c.Register(Document());
+  c.inference2.process->Signal(SIGKILL);
+  c.inference2.process->WaitExit(std::chrono::seconds(5));
+  pb::QueryRequest q;
+  q.set_context_id(id);
+  q.set_question("\nQuestion: what is the controller?\nAnswer:");
+  q.set_max_tokens(4);
+  q.set_force_level(-1);
+  for (int i = 0; i < 2; ++i) {  // whichever replica the first pick lands on
+    const auto ev = c.Query(q);
+    CHECK(!ev.back().result().answer().empty());
+    CHECK(ev.back().result().inference_endpoint() == c.inference.grpc_address);
+  }
 }
 
 }  // namespace
