@@ -1,5 +1,7 @@
 #include "tests/controller/fakes.h"
 
+#include <thread>
+
 #include "absl/strings/str_split.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
@@ -80,7 +82,15 @@ grpc::Status FakeInference::Generate(
       stream->Write(resp);
     }
   }
-  for (int i = 0; i < tokens_to_generate; ++i) {
+  const int n_tokens = slow ? 2000 : tokens_to_generate;
+  for (int i = 0; i < n_tokens; ++i) {
+    if (slow) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      if (ctx->IsCancelled()) {
+        saw_cancel = true;
+        return grpc::Status::CANCELLED;
+      }
+    }
     pb::GeneratedToken* t = resp.mutable_token();
     t->set_id(200 + i);
     t->set_text(" t" + std::to_string(i));

@@ -39,6 +39,9 @@ class FakeInference final : public ctxstream::v1::Inference::Service {
   bool report_fell_back = false;                  // GenerateDone.fell_back
   int tokens_to_generate = 3;
   uint32_t max_context_tokens = 0;  // ModelInfo.max_context_tokens (0 = not reported)
+  // Slow mode: up to 2000 tokens, 5 ms apart, until the call is cancelled.
+  std::atomic<bool> slow{false};
+  std::atomic<bool> saw_cancel{false};
 
   // Observations.
   std::mutex mu;

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "common/rpc/channel.h"
 #include "ctxstream/v1/controller.grpc.pb.h"
@@ -248,6 +249,35 @@ TEST_CASE("another tenant's context is NOT_FOUND for get, list, query and delete
   CHECK(dr.deleted());
   REQUIRE(f.kv.deleted.size() == 1);
   CHECK(f.kv.deleted[0] == "alice/" + id);
+}
+
+TEST_CASE("a client that cancels its query cancels the inference call") {
+  Front f;
+  std::string id;
+  REQUIRE(f.Register("ka", &id).ok());
+  f.inf.slow = true;
+  grpc::ClientContext ctx;
+  Front::Key(&ctx, "ka");
+  pb::QueryRequest req;
+  req.set_context_id(id);
+  req.set_question("q ?");
+  req.set_max_tokens(2000);
+  req.set_force_level(-1);
+  auto reader = f.stub->Query(&ctx, req);
+  pb::QueryEvent e;
+  REQUIRE(reader->Read(&e));
+  CHECK(e.has_plan());
+  REQUIRE(reader->Read(&e));
+  CHECK(e.has_token());
+  ctx.TryCancel();
+  while (reader->Read(&e)) {
+  }
+  CHECK(reader->Finish().error_code() == grpc::StatusCode::CANCELLED);
+  // The engine notices at its next write and cancels Generate: the fake sees it.
+  for (int i = 0; i < 500 && !f.inf.saw_cancel; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  CHECK(f.inf.saw_cancel);
 }
 
 }  // namespace
