@@ -501,6 +501,11 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
     for (const pb::PrefillSpeed& p : info.prefill_speed()) {
       samples.push_back(policy::PrefillModel::FromSpeed(p.tokens(), p.tokens_per_second()));
     }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      const auto& measured = prefill_samples_[lease.index()];
+      samples.insert(samples.end(), measured.begin(), measured.end());
+    }
     absl::StatusOr<policy::PrefillModel> fit = policy::PrefillModel::Fit(samples);
     if (fit.ok()) model.prefill = *fit;
     if (info.decode_seconds_per_token() > 0) {
@@ -731,6 +736,16 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
   if (ttft < 0) ttft = total_s;  // no token generated (max_tokens reached 0 / immediate EOS)
 
   // 7. Measurements back into the cost model.
+  // Prefill: the node prefilled positions [kv_tokens, kv_tokens + prefilled + question) (a
+  // clean sample only without a mid-stream fallback, which prefills in pieces).
+  if (!done.fell_back() && done.timings().prefill_seconds() > 0 && done.prefilled_tokens() > 0) {
+    const double n0 = done.kv_tokens();
+    const double n1 = n0 + done.prefilled_tokens() + static_cast<double>(question.size());
+    std::lock_guard<std::mutex> lock(mu_);
+    auto& samples = prefill_samples_[inference_index];
+    samples.push_back({n0, n1, done.timings().prefill_seconds()});
+    if (samples.size() > kMaxPrefillSamples) samples.pop_front();
+  }
   uint64_t kv_bytes = 0;
   for (const pb::ByteCount& b : done.bytes()) {
     if (b.form() == pb::FORM_KV || b.form() == pb::FORM_UNSPECIFIED) kv_bytes += b.bytes();

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -21,6 +22,7 @@
 #include <string>
 
 #include "common/policy/bandwidth_estimator.h"
+#include "common/policy/prefill_model.h"
 #include "ctxstream/v1/compressor.grpc.pb.h"
 #include "ctxstream/v1/controller.pb.h"
 #include "ctxstream/v1/inference.grpc.pb.h"
@@ -113,6 +115,10 @@ class QueryEngine {
   };
   std::map<size_t, CachedModelInfo> model_info_;           // by inference replica
   std::map<size_t, ctxstream::v1::CodecInfo> codec_info_;  // by kvcache replica
+  // Prefill times measured by each inference replica on real queries (GenerateDone), the
+  // newest kMaxPrefillSamples, fitted together with ModelInfo.prefill_speed.
+  static constexpr size_t kMaxPrefillSamples = 32;
+  std::map<size_t, std::deque<policy::PrefillSample>> prefill_samples_;
 };
 
 }  // namespace ctx::controller

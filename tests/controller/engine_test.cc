@@ -495,6 +495,24 @@ TEST_CASE("GenerateDone's fetch throughput updates the link's bandwidth estimate
   CHECK(h.engine->BandwidthEstimate(0, 0) == Approx(0.5 * 4e6 + 0.5 * 2e6));  // EWMA, alpha 0.5
 }
 
+TEST_CASE("measured prefill times refine the prefill model") {
+  Harness h;
+  const std::string id = h.Register(2047);
+  h.engine->SeedBandwidth(0, 0, 1e3);  // KV hopeless: text-like forms only
+  pb::QueryRequest q = Ask(id, 0);
+  q.set_force_form(pb::FORM_TEXT);
+  Harness::Outcome first = h.Query(q);
+  CheckShape(first);
+  const double before = first.plan().predicted_ttft_seconds();
+  CHECK(before == Approx(2.357).epsilon(0.01));
+  // The node turns out 3x slower than it advertised: predictions follow the measurements.
+  h.inference[0]->prefill_scale = 3.0;
+  for (int i = 0; i < 6; ++i) CheckShape(h.Query(q));
+  Harness::Outcome later = h.Query(q);
+  CheckShape(later);
+  CHECK(later.plan().predicted_ttft_seconds() > 2.0 * before);
+}
+
 TEST_CASE("contexts are tenant-scoped in the engine") {
   Harness h;
   const std::string id = h.Register(100, "alice");

@@ -98,7 +98,11 @@ grpc::Status FakeInference::Generate(
     stream->Write(resp);
   }
   pb::GenerateDone* done = resp.mutable_done();
-  done->mutable_timings()->set_prefill_seconds(0.01);
+  const double n0 = kv ? context_tokens : 0;
+  const double n1 = context_tokens + start.question().ids_size();
+  done->mutable_timings()->set_prefill_seconds(
+      prefill_scale * (5.30e-4 * (n1 - n0) + 6.06e-7 * (n1 * n1 - n0 * n0) / 2));
+  done->set_prefilled_tokens(kv ? 0 : context_tokens);
   done->set_context_tokens(context_tokens);
   done->set_generated_tokens(static_cast<uint32_t>(tokens_to_generate));
   done->set_finish_reason("length");

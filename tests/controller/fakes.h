@@ -38,6 +38,9 @@ class FakeInference final : public ctxstream::v1::Inference::Service {
   uint64_t kv_bytes_reported = 1000000;           // KV bytes reported in GenerateDone
   bool report_fell_back = false;                  // GenerateDone.fell_back
   int tokens_to_generate = 3;
+  // GenerateDone.prefill_seconds = prefill_scale * P(kv_tokens, context + question) on the
+  // reference curve (a = 5.30e-4, b = 6.06e-7, c = 0), the one ModelInfo reports.
+  double prefill_scale = 1.0;
   uint32_t max_context_tokens = 0;  // ModelInfo.max_context_tokens (0 = not reported)
   // Slow mode: up to 2000 tokens, 5 ms apart, until the call is cancelled.
   std::atomic<bool> slow{false};
