@@ -738,7 +738,8 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
   // 7. Measurements back into the cost model.
   // Prefill: the node prefilled positions [kv_tokens, kv_tokens + prefilled + question) (a
   // clean sample only without a mid-stream fallback, which prefills in pieces).
-  if (!done.fell_back() && done.timings().prefill_seconds() > 0 && done.prefilled_tokens() > 0) {
+  // For KV that is the question alone, on top of the KV prefix.
+  if (!done.fell_back() && done.timings().prefill_seconds() > 0) {
     const double n0 = done.kv_tokens();
     const double n1 = n0 + done.prefilled_tokens() + static_cast<double>(question.size());
     std::lock_guard<std::mutex> lock(mu_);
