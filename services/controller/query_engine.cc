@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "common/obs/service_metrics.h"
 #include "common/policy/cost_model.h"
 #include "common/policy/planner.h"
@@ -462,24 +463,45 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
   } else if (backends_.kvcache == nullptr || backends_.kvcache->empty()) {
     kv_missing = "no kvcache configured";
   } else if (!text_forced) {
-    kv = backends_.kvcache->Acquire();
-    pb::CodecInfo codec;
-    grpc::Status ks = CodecInfoFor(kv, deadline, &codec);
-    if (ks.ok()) {
-      grpc::ClientContext ctx;
-      SetDeadline(&ctx, deadline, options_.metadata_timeout_s);
-      pb::GetManifestRequest mreq;
-      mreq.set_context_id(rec.context_id);
-      mreq.set_tenant(tenant);
-      ks = kv.stub()->GetManifest(&ctx, mreq, &manifest);
-      if (!ks.ok()) ks = Wrap(ks, absl::StrCat("kvcache ", kv.endpoint(), " GetManifest"));
+    // Least-loaded replica first; the next one when it lacks the context or is down (with
+    // per-replica stores the context lives where it was ingested).
+    std::set<size_t> tried_kv;
+    std::vector<std::string> errors;
+    bool not_found = false;
+    while (KvCacheSet::Lease candidate = backends_.kvcache->Acquire(tried_kv)) {
+      tried_kv.insert(candidate.index());
+      pb::CodecInfo codec;
+      grpc::Status ks = CodecInfoFor(candidate, deadline, &codec);
+      if (ks.ok()) {
+        grpc::ClientContext ctx;
+        SetDeadline(&ctx, deadline, options_.metadata_timeout_s);
+        pb::GetManifestRequest mreq;
+        mreq.set_context_id(rec.context_id);
+        mreq.set_tenant(tenant);
+        manifest.Clear();
+        ks = candidate.stub()->GetManifest(&ctx, mreq, &manifest);
+        if (!ks.ok()) {
+          ks = Wrap(ks, absl::StrCat("kvcache ", candidate.endpoint(), " GetManifest"));
+        }
+      }
+      if (ks.ok()) {
+        if (KvCosts(manifest, codec, n, &costs)) {
+          kv = std::move(candidate);
+          break;
+        }
+        errors.push_back(absl::StrCat("kvcache ", candidate.endpoint(),
+                                      ": manifest does not match the context's tokens or "
+                                      "codec levels"));
+        continue;
+      }
+      not_found = not_found || ks.error_code() == grpc::StatusCode::NOT_FOUND;
+      errors.push_back(ks.error_message());
     }
-    if (!ks.ok()) {
-      kv_missing = ks.error_code() == grpc::StatusCode::NOT_FOUND
-                       ? absl::StrCat("context KV missing in kvcache (", ks.error_message(), ")")
-                       : absl::StrCat("kvcache unreachable (", ks.error_message(), ")");
-    } else if (!KvCosts(manifest, codec, n, &costs)) {
-      kv_missing = "kvcache manifest does not match the context's tokens or codec levels";
+    if (!kv) {
+      kv_missing =
+          not_found
+              ? absl::StrCat("context KV missing in kvcache (", absl::StrJoin(errors, "; "), ")")
+              : absl::StrCat("kvcache unreachable (", absl::StrJoin(errors, "; "), ")");
     }
   }
   const bool kv_available = !costs.chunk_bytes.empty();
@@ -861,8 +883,10 @@ grpc::Status QueryEngine::DeleteContext(const std::string& tenant,
   }
   // KV first: if kvcache refuses, the registry still knows the context, so a retry works.
   if (r->kv_ready && backends_.kvcache != nullptr) {
-    for (size_t i = 0; i < backends_.kvcache->size(); ++i) {
-      KvCacheSet::Lease kv = backends_.kvcache->Acquire();
+    // Every replica: with per-replica stores any of them may hold it (NOT_FOUND is fine).
+    std::set<size_t> done;
+    while (KvCacheSet::Lease kv = backends_.kvcache->Acquire(done)) {
+      done.insert(kv.index());
       grpc::ClientContext ctx;
       SetDeadline(&ctx, deadline, options_.metadata_timeout_s);
       pb::DeleteContextRequest dreq;
@@ -874,7 +898,6 @@ grpc::Status QueryEngine::DeleteContext(const std::string& tenant,
         return Wrap(s, absl::StrCat("kvcache ", kv.endpoint(),
                                     " DeleteContext (the context is kept; retry)"));
       }
-      break;  // replicas share a store (one delete suffices)
     }
   }
   if (absl::Status s = registry_->Delete(tenant, req.context_id()); !s.ok()) {

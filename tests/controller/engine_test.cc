@@ -432,6 +432,58 @@ TEST_CASE("contexts longer than the model's context are refused with the numbers
   CheckShape(h.Query(q));
 }
 
+TEST_CASE("kvcache replicas with their own stores: the one holding the context serves it") {
+  FakeInference inf;
+  FakeKvCache kv0, kv1;
+  FakeServer inf_server(&inf), kv0_server(&kv0), kv1_server(&kv1);
+  std::vector<InferenceSet::Replica> ir;
+  ir.push_back({inf_server.address(), pb::Inference::NewStub(Channel(inf_server.address()))});
+  InferenceSet inference(std::move(ir));
+  std::vector<KvCacheSet::Replica> kr;
+  kr.push_back({kv0_server.address(), pb::KvCache::NewStub(Channel(kv0_server.address()))});
+  kr.push_back({kv1_server.address(), pb::KvCache::NewStub(Channel(kv1_server.address()))});
+  KvCacheSet kvcache(std::move(kr));
+  auto registry = *ContextRegistry::Open("");
+  QueryEngine engine({&inference, &kvcache, nullptr}, registry.get(), EngineOptions{});
+  const auto deadline = QueryEngine::Clock::now() + std::chrono::seconds(20);
+
+  pb::RegisterContextRequest reg;
+  reg.set_text(Words(2047));
+  std::string id;
+  REQUIRE(engine
+              .Register("t1", reg, deadline,
+                        [&](const pb::RegisterProgress& p) {
+                          id = p.context_id();
+                          return true;
+                        })
+              .ok());
+  REQUIRE(kv0.manifests.size() + kv1.manifests.size() == 1);
+  const std::string holder = kv0.manifests.empty() ? kv1_server.address() : kv0_server.address();
+  engine.SeedBandwidth(0, 0, 1e9);
+  engine.SeedBandwidth(1, 0, 1e9);
+  for (int i = 0; i < 2; ++i) {  // the first pick alternates between the replicas
+    std::vector<pb::QueryEvent> events;
+    REQUIRE(engine
+                .Query("t1", Ask(id), deadline,
+                       [&](const pb::QueryEvent& e) {
+                         events.push_back(e);
+                         return true;
+                       })
+                .ok());
+    CHECK(events.front().plan().form() == pb::FORM_KV);
+    CHECK(!events.back().result().fell_back());
+    CHECK(inf.starts.back().kv_source().kvcache_address() == holder);
+  }
+  pb::ControllerDeleteContextRequest d;
+  d.set_context_id(id);
+  pb::ControllerDeleteContextResponse dr;
+  REQUIRE(engine.DeleteContext("t1", d, deadline, &dr).ok());
+  CHECK(kv0.deleted.size() == 1);  // asked everywhere
+  CHECK(kv1.deleted.size() == 1);
+  CHECK(kv0.manifests.empty());
+  CHECK(kv1.manifests.empty());
+}
+
 TEST_CASE("least-loaded replica choice") {
   std::vector<InferenceSet::Replica> r(3);
   r[0].endpoint = "a";
