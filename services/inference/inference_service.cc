@@ -13,7 +13,6 @@
 #include "common/obs/service_metrics.h"
 #include "common/rpc/kv_parts.h"
 #include "common/rpc/status.h"
-#include "common/tokenizer/stream_decoder.h"
 #include "services/inference/inbox.h"
 #include "services/inference/kv_import.h"
 #include "services/inference/kv_source_fetcher.h"
@@ -138,7 +137,7 @@ class Outbox : public Base {
 struct InferenceService::Shared {
   explicit Shared(codec::KvCodec c) : codec(std::move(c)) {}
   std::unique_ptr<model::Model> model;
-  std::unique_ptr<tokenizer::Tokenizer> tokenizer;
+  std::unique_ptr<TokenizerApi> tokenizer;
   codec::KvCodec codec;
   std::unique_ptr<model::Layer0KvComputer> layer0;
   ServiceOptions options;
@@ -152,7 +151,7 @@ struct InferenceService::Shared {
 };
 
 InferenceService::InferenceService(std::unique_ptr<model::Model> model,
-                                   std::unique_ptr<tokenizer::Tokenizer> tokenizer,
+                                   std::unique_ptr<TokenizerApi> tokenizer,
                                    codec::KvCodec codec, ServiceOptions options)
     : shared_(std::make_shared<Shared>(std::move(codec))) {
   shared_->model = std::move(model);
@@ -220,12 +219,13 @@ grpc::ServerUnaryReactor* InferenceService::Tokenize(grpc::CallbackServerContext
                                                      const v1::TokenizeRequest* req,
                                                      v1::TokenizeResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
-  absl::StatusOr<std::vector<int32_t>> ids = shared_->tokenizer->Encode(req->text(), req->add_bos());
-  if (!ids.ok()) {
-    reactor->Finish(rpc::ToGrpcStatus(ids.status()));
+  std::vector<int32_t> ids;
+  std::string error;
+  if (!shared_->tokenizer->Encode(req->text(), req->add_bos(), &ids, &error)) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, error));
     return reactor;
   }
-  resp->mutable_tokens()->mutable_ids()->Assign(ids->begin(), ids->end());
+  resp->mutable_tokens()->mutable_ids()->Assign(ids.begin(), ids.end());
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }
@@ -235,13 +235,12 @@ grpc::ServerUnaryReactor* InferenceService::Detokenize(grpc::CallbackServerConte
                                                        v1::DetokenizeResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
   const auto& ids = req->tokens().ids();
-  absl::StatusOr<std::string> text =
-      shared_->tokenizer->Decode(std::span<const int32_t>(ids.data(), ids.size()));
-  if (!text.ok()) {
-    reactor->Finish(rpc::ToGrpcStatus(text.status()));
+  std::string text, error;
+  if (!shared_->tokenizer->Decode(std::vector<int32_t>(ids.begin(), ids.end()), &text, &error)) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, error));
     return reactor;
   }
-  resp->set_text(*text);
+  resp->set_text(text);
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }
@@ -480,17 +479,18 @@ class GenerateReactor final
   // Parses GenerateStart into segments + question and checks everything checkable up front.
   absl::Status Prepare() {
     const model::Model& m = *shared_->model;
-    const tokenizer::Tokenizer& tok = *shared_->tokenizer;
+    const TokenizerApi& tok = *shared_->tokenizer;
+    std::string error;
     if (!start_.context_text().empty() && start_.segments_size() > 0) {
       return absl::InvalidArgumentError("Generate: give either segments or context_text, not both");
     }
     if (!start_.context_text().empty()) {
-      absl::StatusOr<std::vector<int32_t>> ids = tok.Encode(start_.context_text(), true);
-      if (!ids.ok()) return ids.status();
       Segment s;
+      if (!tok.Encode(start_.context_text(), true, &s.tokens, &error)) {
+        return absl::InvalidArgumentError(absl::StrCat("Generate: context_text: ", error));
+      }
       s.begin = 0;
-      s.end = static_cast<int>(ids->size());
-      s.tokens = std::move(*ids);
+      s.end = static_cast<int>(s.tokens.size());
       segments_.push_back(std::move(s));
     }
     int pos = 0;
@@ -532,9 +532,9 @@ class GenerateReactor final
     if (start_.question().ids_size() > 0) {
       question_.assign(start_.question().ids().begin(), start_.question().ids().end());
     } else if (!start_.question_text().empty()) {
-      absl::StatusOr<std::vector<int32_t>> ids = tok.Encode(start_.question_text(), false);
-      if (!ids.ok()) return ids.status();
-      question_ = std::move(*ids);
+      if (!tok.Encode(start_.question_text(), false, &question_, &error)) {
+        return absl::InvalidArgumentError(absl::StrCat("Generate: question_text: ", error));
+      }
     }
     question_tokens_ = static_cast<int>(question_.size());
     if (absl::Status s = m.CheckTokens(context_); !s.ok()) {
@@ -741,15 +741,14 @@ class GenerateReactor final
     opts.sampling.seed = sp.seed();
     opts.max_new_tokens = max_new_;
     opts.stop_at_eos = sp.stop_at_eos();
-    tokenizer::StreamDecoder decoder(*shared_->tokenizer, false);
+    std::unique_ptr<StreamDecoderApi> decoder = shared_->tokenizer->NewStreamDecoder(false);
     absl::StatusOr<model::GenerateResult> result = model::Generate(
         m, all, cache, opts, [&](int32_t id) {
           if (Stop()) return false;
           if (generated_ == 0) ttft_ = SecondsSince(arrival_);
-          absl::StatusOr<std::string> text = decoder.Push(id);
           v1::GenerateResponse r;
           r.mutable_token()->set_id(id);
-          r.mutable_token()->set_text(text.ok() ? *text : std::string());
+          r.mutable_token()->set_text(decoder->Push(id));
           r.mutable_token()->set_index(generated_++);
           return Send(std::move(r));
         });

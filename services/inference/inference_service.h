@@ -15,8 +15,8 @@
 #include "common/model/model.h"
 #include "common/model/perf.h"
 #include "common/rpc/worker_pool.h"
-#include "common/tokenizer/tokenizer.h"
 #include "ctxstream/v1/inference.grpc.pb.h"
+#include "services/inference/tokenizer_api.h"
 
 namespace ctx::inference {
 
@@ -28,7 +28,7 @@ struct ServiceOptions {
 class InferenceService final : public ctxstream::v1::Inference::CallbackService {
  public:
   InferenceService(std::unique_ptr<model::Model> model,
-                   std::unique_ptr<tokenizer::Tokenizer> tokenizer, codec::KvCodec codec,
+                   std::unique_ptr<TokenizerApi> tokenizer, codec::KvCodec codec,
                    ServiceOptions options);
   ~InferenceService() override;
 

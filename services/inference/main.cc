@@ -12,6 +12,7 @@
 #include "common/rpc/server.h"
 #include "services/inference/inference_service.h"
 #include "services/inference/kv_import.h"
+#include "services/inference/tokenizer_loader.h"
 #include "spdlog/spdlog.h"
 
 ABSL_FLAG(std::string, model_dir, "models/tiny-llama", "Hugging Face Llama model directory.");
@@ -61,7 +62,7 @@ int main(int argc, char** argv) {
   const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
   auto model = ctx::model::Model::Load(model_dir);
   if (!model.ok()) return server_main.Fail(model.status());
-  auto tokenizer = ctx::tokenizer::Tokenizer::LoadFromModelDir(model_dir);
+  auto tokenizer = ctx::inference::LoadTokenizerModule(model_dir);
   if (!tokenizer.ok()) return server_main.Fail(tokenizer.status());
   auto codec = LoadCodec(**model, model_dir);
   if (!codec.ok()) return server_main.Fail(codec.status());
