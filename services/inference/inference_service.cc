@@ -30,7 +30,7 @@ double SecondsSince(Clock::time_point t0) { return Seconds(Clock::now() - t0); }
 
 constexpr int kDefaultChunkTokens = 256;
 constexpr int kDefaultMaxNewTokens = 64;
-constexpr int kPrefillBlockTokens = 256;           // cancellation is checked between blocks
+constexpr int kPrefillBlockTokens = 256;                // cancellation is checked between blocks
 constexpr uint64_t kMaxChunkBytes = uint64_t{1} << 30;  // bound on one received chunk
 
 absl::StatusOr<tensor::DType> ExportDType(v1::DType d) {
@@ -151,8 +151,8 @@ struct InferenceService::Shared {
 };
 
 InferenceService::InferenceService(std::unique_ptr<model::Model> model,
-                                   std::unique_ptr<TokenizerApi> tokenizer,
-                                   codec::KvCodec codec, ServiceOptions options)
+                                   std::unique_ptr<TokenizerApi> tokenizer, codec::KvCodec codec,
+                                   ServiceOptions options)
     : shared_(std::make_shared<Shared>(std::move(codec))) {
   shared_->model = std::move(model);
   shared_->tokenizer = std::move(tokenizer);
@@ -185,7 +185,8 @@ grpc::ServerUnaryReactor* InferenceService::GetModelInfo(grpc::CallbackServerCon
   const model::LlamaConfig& c = m.config();
   std::string name = m.dir();
   while (!name.empty() && name.back() == '/') name.pop_back();
-  if (const size_t slash = name.rfind('/'); slash != std::string::npos) name = name.substr(slash + 1);
+  if (const size_t slash = name.rfind('/'); slash != std::string::npos)
+    name = name.substr(slash + 1);
   r->set_name(name);
   r->set_fingerprint(std::string(reinterpret_cast<const char*>(m.fingerprint().bytes.data()),
                                  m.fingerprint().bytes.size()));
@@ -291,8 +292,8 @@ class PrefillReactor final
     }
     absl::StatusOr<tensor::DType> dtype = ExportDType(req_.export_dtype());
     if (!dtype.ok()) return rpc::ToGrpcStatus(dtype.status());
-    const int chunk_tokens = req_.chunk_tokens() > 0 ? static_cast<int>(req_.chunk_tokens())
-                                                     : kDefaultChunkTokens;
+    const int chunk_tokens =
+        req_.chunk_tokens() > 0 ? static_cast<int>(req_.chunk_tokens()) : kDefaultChunkTokens;
     const int prefix = static_cast<int>(req_.prefix_tokens());
     if (prefix > n) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -309,10 +310,10 @@ class PrefillReactor final
       const int a = cache.length();
       const int b = static_cast<int>((*chunk)->ref.token_end());
       if (b <= a || b > prefix) {
-        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                            absl::StrCat("Prefill: prefix chunk ends at ", b,
-                                         ", expected a range after ", a, " within prefix_tokens ",
-                                         prefix));
+        return grpc::Status(
+            grpc::StatusCode::INVALID_ARGUMENT,
+            absl::StrCat("Prefill: prefix chunk ends at ", b, ", expected a range after ", a,
+                         " within prefix_tokens ", prefix));
       }
       if (absl::Status s = importer.Import(**chunk, a, tokens.subspan(a, b - a), cache, nullptr);
           !s.ok()) {
@@ -330,7 +331,8 @@ class PrefillReactor final
       if (Stop()) return grpc::Status(grpc::StatusCode::CANCELLED, "Prefill cancelled");
       const int b = std::min(n, a + chunk_tokens);
       const auto t0 = Clock::now();
-      if (absl::Status s = m.Forward(tokens.subspan(a, b - a), cache, model::Logits::kNone, nullptr);
+      if (absl::Status s =
+              m.Forward(tokens.subspan(a, b - a), cache, model::Logits::kNone, nullptr);
           !s.ok()) {
         return rpc::ToGrpcStatus(s);
       }
@@ -354,9 +356,8 @@ class PrefillReactor final
           r.mutable_geometry()->set_num_layers(c.num_layers);
           r.mutable_geometry()->set_num_kv_heads(c.num_kv_heads);
           r.mutable_geometry()->set_head_dim(c.head_dim);
-          r.mutable_geometry()->set_dtype(req_.export_dtype() == v1::DTYPE_UNSPECIFIED
-                                              ? v1::DTYPE_F16
-                                              : req_.export_dtype());
+          r.mutable_geometry()->set_dtype(
+              req_.export_dtype() == v1::DTYPE_UNSPECIFIED ? v1::DTYPE_F16 : req_.export_dtype());
           first = false;
         }
         if (p + 1 == parts.size()) r.set_prefill_seconds(secs);
@@ -408,8 +409,9 @@ class GenerateReactor final
       InboundEvent e;
       e.kind = InboundEvent::Kind::kEndOfStream;
       inbox_.Push(std::move(e));
-      if (!started_) Close(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                        "Generate: stream ended before GenerateStart"));
+      if (!started_)
+        Close(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                           "Generate: stream ended before GenerateStart"));
       return;
     }
     if (!started_) {
@@ -546,7 +548,8 @@ class GenerateReactor final
       }
     }
     const v1::SamplingParams& sp = start_.sampling();
-    max_new_ = sp.max_new_tokens() > 0 ? static_cast<int>(sp.max_new_tokens()) : kDefaultMaxNewTokens;
+    max_new_ =
+        sp.max_new_tokens() > 0 ? static_cast<int>(sp.max_new_tokens()) : kDefaultMaxNewTokens;
     const int64_t need = int64_t{context_tokens_} + question_tokens_ + max_new_;
     if (need > m.config().max_position_embeddings) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -634,9 +637,9 @@ class GenerateReactor final
       switch (e->kind) {
         case InboundEvent::Kind::kEndOfStream:
           if (!fetcher_) {
-            return absl::InvalidArgumentError(absl::StrCat(
-                "Generate: the request stream ended before the KV of tokens [", cache.length(),
-                ", ", s.end, ") arrived"));
+            return absl::InvalidArgumentError(
+                absl::StrCat("Generate: the request stream ended before the KV of tokens [",
+                             cache.length(), ", ", s.end, ") arrived"));
           }
           break;
         case InboundEvent::Kind::kReplan: {
@@ -708,13 +711,12 @@ class GenerateReactor final
       if (ctx_->deadline() != std::chrono::system_clock::time_point::max()) {
         deadline = ctx_->deadline();
       }
-      fetcher_ = std::make_unique<KvSourceFetcher>(
-          start_.kv_source(), std::move(spans), deadline, inbox_,
-          [this](const v1::ChunkDecision& d) {
-            v1::GenerateResponse r;
-            *r.mutable_decision() = d;
-            Send(std::move(r));
-          });
+      fetcher_ = std::make_unique<KvSourceFetcher>(start_.kv_source(), std::move(spans), deadline,
+                                                   inbox_, [this](const v1::ChunkDecision& d) {
+                                                     v1::GenerateResponse r;
+                                                     *r.mutable_decision() = d;
+                                                     Send(std::move(r));
+                                                   });
       fetcher_->Start();
     }
 
@@ -742,8 +744,8 @@ class GenerateReactor final
     opts.max_new_tokens = max_new_;
     opts.stop_at_eos = sp.stop_at_eos();
     std::unique_ptr<StreamDecoderApi> decoder = shared_->tokenizer->NewStreamDecoder(false);
-    absl::StatusOr<model::GenerateResult> result = model::Generate(
-        m, all, cache, opts, [&](int32_t id) {
+    absl::StatusOr<model::GenerateResult> result =
+        model::Generate(m, all, cache, opts, [&](int32_t id) {
           if (Stop()) return false;
           if (generated_ == 0) ttft_ = SecondsSince(arrival_);
           v1::GenerateResponse r;
@@ -758,7 +760,7 @@ class GenerateReactor final
     }
     prefill_seconds_ += result->prefill_seconds;
     const double total = SecondsSince(arrival_);
-    const v1::Form main_form = kv_tokens_ > 0 ? v1::FORM_KV
+    const v1::Form main_form = kv_tokens_ > 0                             ? v1::FORM_KV
                                : seg_count_[v1::FORM_COMPRESSED_TEXT] > 0 ? v1::FORM_COMPRESSED_TEXT
                                                                           : v1::FORM_TEXT;
     auto& metrics = obs::InferenceMetrics::Get();

@@ -27,9 +27,8 @@ struct ServiceOptions {
 
 class InferenceService final : public ctxstream::v1::Inference::CallbackService {
  public:
-  InferenceService(std::unique_ptr<model::Model> model,
-                   std::unique_ptr<TokenizerApi> tokenizer, codec::KvCodec codec,
-                   ServiceOptions options);
+  InferenceService(std::unique_ptr<model::Model> model, std::unique_ptr<TokenizerApi> tokenizer,
+                   codec::KvCodec codec, ServiceOptions options);
   ~InferenceService() override;
 
   // Start-up speed measurement (reported by GetModelInfo once set). Thread-safe.

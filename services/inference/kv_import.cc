@@ -40,14 +40,14 @@ absl::Status KvImporter::Import(const rpc::KvChunk& chunk, int a, std::span<cons
   const int T = static_cast<int>(tokens.size());
   const int b = a + T;
   if (cache.length() != a) {
-    return absl::InternalError(absl::StrCat("KV import at ", a, " but the cache holds ",
-                                            cache.length(), " tokens"));
+    return absl::InternalError(
+        absl::StrCat("KV import at ", a, " but the cache holds ", cache.length(), " tokens"));
   }
   if (chunk.ref.token_begin() != static_cast<uint32_t>(a) ||
       chunk.ref.token_end() != static_cast<uint32_t>(b)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "KV chunk covers tokens [", chunk.ref.token_begin(), ", ", chunk.ref.token_end(),
-        ") but the next expected range is [", a, ", ", b, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("KV chunk covers tokens [", chunk.ref.token_begin(), ", ",
+                     chunk.ref.token_end(), ") but the next expected range is [", a, ", ", b, ")"));
   }
   const codec::KvGeometry geometry = CodecGeometry(model);
   const size_t elements = static_cast<size_t>(geometry.slots()) * T * geometry.channels();
@@ -61,9 +61,9 @@ absl::Status KvImporter::Import(const rpc::KvChunk& chunk, int a, std::span<cons
     case ctxstream::v1::KV_ENCODING_CACHEGEN:
       break;
     default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("KV chunk for tokens [", a, ", ", b, "): unknown encoding ",
-                       static_cast<int>(chunk.encoding)));
+      return absl::InvalidArgumentError(absl::StrCat("KV chunk for tokens [", a, ", ", b,
+                                                     "): unknown encoding ",
+                                                     static_cast<int>(chunk.encoding)));
   }
 
   if (chunk.encoding == ctxstream::v1::KV_ENCODING_RAW && !container) {
@@ -74,15 +74,15 @@ absl::Status KvImporter::Import(const rpc::KvChunk& chunk, int a, std::span<cons
     } else if (bytes.size() == elements * 2) {
       dtype = tensor::DType::kF16;
     } else {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "RAW KV chunk for tokens [", a, ", ", b, ") has ", bytes.size(),
-          " bytes; this model's geometry needs ", elements * 2, " (F16) or ", elements * 4,
-          " (F32)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("RAW KV chunk for tokens [", a, ", ", b, ") has ", bytes.size(),
+                       " bytes; this model's geometry needs ", elements * 2, " (F16) or ",
+                       elements * 4, " (F32)"));
     }
-    if (absl::Status s = cache.Import(
-            a, b, dtype,
-            std::span<const std::byte>(reinterpret_cast<const std::byte*>(bytes.data()),
-                                       bytes.size()));
+    if (absl::Status s =
+            cache.Import(a, b, dtype,
+                         std::span<const std::byte>(
+                             reinterpret_cast<const std::byte*>(bytes.data()), bytes.size()));
         !s.ok()) {
       return ChunkError(s, a, b);
     }
@@ -102,15 +102,15 @@ absl::Status KvImporter::Import(const rpc::KvChunk& chunk, int a, std::span<cons
         "KV chunk for tokens [", a, ", ", b, ") was made by another model (fingerprint mismatch)"));
   }
   if (!(h.geometry == geometry)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "KV chunk for tokens [", a, ", ", b, ") has geometry ", h.geometry.layers, "x",
-        h.geometry.kv_heads, "x", h.geometry.head_dim, ", the model's is ", geometry.layers, "x",
-        geometry.kv_heads, "x", geometry.head_dim));
+    return absl::FailedPreconditionError(
+        absl::StrCat("KV chunk for tokens [", a, ", ", b, ") has geometry ", h.geometry.layers, "x",
+                     h.geometry.kv_heads, "x", h.geometry.head_dim, ", the model's is ",
+                     geometry.layers, "x", geometry.kv_heads, "x", geometry.head_dim));
   }
   if (h.token_begin != static_cast<uint64_t>(a) || h.token_count != static_cast<uint32_t>(T)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "KV chunk header covers tokens [", h.token_begin, ", ", h.token_begin + h.token_count,
-        "), expected [", a, ", ", b, ")"));
+    return absl::InvalidArgumentError(absl::StrCat("KV chunk header covers tokens [", h.token_begin,
+                                                   ", ", h.token_begin + h.token_count,
+                                                   "), expected [", a, ", ", b, ")"));
   }
   if (h.profile_hash != 0 && h.profile_hash != codec.profile().TablesHash()) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -131,10 +131,10 @@ absl::Status KvImporter::Import(const rpc::KvChunk& chunk, int a, std::span<cons
                                                      " (only layer 0 can be recomputed)"));
     }
   }
-  if (absl::Status s = cache.Import(
-          a, b, tensor::DType::kF32,
-          std::span<const std::byte>(reinterpret_cast<const std::byte*>(kv.data()),
-                                     kv.size() * sizeof(float)));
+  if (absl::Status s =
+          cache.Import(a, b, tensor::DType::kF32,
+                       std::span<const std::byte>(reinterpret_cast<const std::byte*>(kv.data()),
+                                                  kv.size() * sizeof(float)));
       !s.ok()) {
     return ChunkError(s, a, b);
   }

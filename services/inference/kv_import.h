@@ -21,8 +21,8 @@ struct KvImporter {
   const model::Layer0KvComputer& layer0;
 
   struct Stats {
-    double decode_seconds = 0;   // codec decode + import + layer-0 recompute
-    uint64_t output_bytes = 0;   // raw fp32 KV bytes produced
+    double decode_seconds = 0;  // codec decode + import + layer-0 recompute
+    uint64_t output_bytes = 0;  // raw fp32 KV bytes produced
     bool recomputed_layer0 = false;
   };
 

@@ -71,7 +71,9 @@ KvSourceFetcher::KvSourceFetcher(v1::KvSource source, std::vector<SegmentSpan> s
 
 KvSourceFetcher::~KvSourceFetcher() { Stop(); }
 
-void KvSourceFetcher::Start() { thread_ = std::thread([this] { Run(); }); }
+void KvSourceFetcher::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
 
 void KvSourceFetcher::Stop() {
   stop_ = true;
@@ -129,8 +131,8 @@ void KvSourceFetcher::Run() {
       Fail(first_kv, absl::StrCat("kvcache GetManifest: ", ms.error_message()));
       return;
     }
-    adapt = std::make_unique<AdaptInputs>(
-        MakeAdaptInputs(source_.adaptation(), manifest, segments_));
+    adapt =
+        std::make_unique<AdaptInputs>(MakeAdaptInputs(source_.adaptation(), manifest, segments_));
     const double cold = source_.adaptation().bandwidth_estimate_bytes_per_second();
     replanner = std::make_unique<policy::StreamReplanner>(
         adapt->cost, adapt->context, policy::BandwidthEstimator(0.5, cold > 0 ? cold : 12.5e6),

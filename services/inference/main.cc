@@ -83,9 +83,10 @@ int main(int argc, char** argv) {
                                           /*decode_steps=*/8);
       if (perf.ok()) {
         service.SetPerf(*perf);
-        spdlog::info("measured prefill {:.0f} tok/s @128, {:.0f} tok/s @512; decode {:.2f} ms/token",
-                     perf->prefill[0].tokens_per_second, perf->prefill[1].tokens_per_second,
-                     perf->decode_seconds_per_token * 1e3);
+        spdlog::info(
+            "measured prefill {:.0f} tok/s @128, {:.0f} tok/s @512; decode {:.2f} ms/token",
+            perf->prefill[0].tokens_per_second, perf->prefill[1].tokens_per_second,
+            perf->decode_seconds_per_token * 1e3);
       } else {
         spdlog::warn("speed measurement failed: {}", perf.status().ToString());
       }

@@ -11,7 +11,7 @@ namespace ctx::inference {
 
 // Looks for the module next to the running executable, then in `extra_dir` (if non-empty).
 // The module stays loaded for the life of the process.
-absl::StatusOr<std::unique_ptr<TokenizerApi>> LoadTokenizerModule(const std::string& model_dir,
-                                                                  const std::string& extra_dir = "");
+absl::StatusOr<std::unique_ptr<TokenizerApi>> LoadTokenizerModule(
+    const std::string& model_dir, const std::string& extra_dir = "");
 
 }  // namespace ctx::inference
