@@ -54,12 +54,28 @@ absl::StatusOr<ctx::codec::KvCodec> LoadCodec(const ctx::model::Model& model,
   return ctx::codec::KvCodec::Create(*std::move(profile));
 }
 
+// A relative --model_dir that does not exist under the working directory is also looked up
+// next to the binary's tree (<exe dir>/.., <exe dir>/../..), so build/bin/ctxstream-inference
+// finds the repository's models/ from any working directory.
+std::string ResolveModelDir(const std::string& dir) {
+  namespace fs = std::filesystem;
+  if (dir.empty() || fs::path(dir).is_absolute() || fs::exists(dir)) return dir;
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) return dir;
+  for (fs::path base = exe.parent_path(); !base.empty() && base != base.root_path();
+       base = base.parent_path()) {
+    if (fs::exists(base / dir / "config.json")) return (base / dir).string();
+  }
+  return dir;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   ctx::model::ReexecWithAvx512BlasIfSupported(argv);
   ctx::rpc::ServerMain server_main("inference", argc, argv);
-  const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
+  const std::string model_dir = ResolveModelDir(absl::GetFlag(FLAGS_model_dir));
   auto model = ctx::model::Model::Load(model_dir);
   if (!model.ok()) return server_main.Fail(model.status());
   auto tokenizer = ctx::inference::LoadTokenizerModule(model_dir);
