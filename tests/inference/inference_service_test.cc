@@ -404,6 +404,13 @@ TEST_CASE("Generate over text reproduces the golden and the library's greedy ids
   CHECK(r.done.timings().ttft_seconds() > 0);
   CHECK(r.done.timings().total_seconds() >= r.done.timings().ttft_seconds());
 
+  // Metrics of the request (docs/metrics.md, InferenceMetrics).
+  const std::string metrics = HttpGet(GetEnv().service.metrics_address, "/metrics");
+  CHECK(metrics.find("ctxstream_inference_decode_tokens_total") != std::string::npos);
+  CHECK(metrics.find("ctxstream_inference_ttft_seconds_count{form=\"text\"}") != std::string::npos);
+  CHECK(metrics.find("ctxstream_inference_prefill_tokens_total{form=\"text\"}") !=
+        std::string::npos);
+
   // context_text + question_text, tokenized by the service.
   v1::GenerateStart s;
   s.set_context_text("Control groups are a mechanism to organize processes");
