@@ -243,7 +243,9 @@ double MaxDiffF16(const std::string& a, const std::string& b) {
     uint16_t x, y;
     std::memcpy(&x, a.data() + i, 2);
     std::memcpy(&y, b.data() + i, 2);
-    m = std::max(m, double(std::fabs(tensor::HalfToFloat(x) - tensor::HalfToFloat(y))));
+    // relative to max(1, |y|): one fp16 rounding step is 2^-10 of the value
+    const double fy = tensor::HalfToFloat(y);
+    m = std::max(m, std::fabs(tensor::HalfToFloat(x) - fy) / std::max(1.0, std::fabs(fy)));
   }
   return m;
 }

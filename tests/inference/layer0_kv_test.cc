@@ -2,6 +2,7 @@
 #include "common/model/layer0_kv.h"
 
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <cmath>
 
 #include "common/model/perf.h"
@@ -41,4 +42,24 @@ TEST_CASE("Layer0KvComputer reproduces the forward pass's layer-0 keys and value
             .code() == absl::StatusCode::kInvalidArgument);
 }
 
+}  // namespace ctx::model
+
+namespace ctx::model {
+// Not a test: in-process prefill of 1024 tokens, one shot vs 4 blocks of 256 on a prefix.
+TEST_CASE("prefill 1024 one-shot vs blocks", "[.bench]") {
+  const Model& m = testing::GetModel("tiny-llama");
+  const std::vector<int32_t> ids = SyntheticTokens(1024, m.config().vocab_size, 3);
+  for (int block : {1024, 256}) {
+    KvCache cache = m.NewKvCache(1100);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int a = 0; a < 1024; a += block) {
+      REQUIRE(
+          m.Forward(std::span<const int32_t>(ids).subspan(a, block), cache, Logits::kNone, nullptr)
+              .ok());
+    }
+    WARN("block " << block << ": "
+                  << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
+                  << " s");
+  }
+}
 }  // namespace ctx::model
