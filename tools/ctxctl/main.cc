@@ -1,8 +1,16 @@
 // ctxctl: command-line client for a ctxstream cluster.
 //
 //   ctxctl health ADDRESS...      grpc.health.v1 status of each server; exit 1 unless all SERVING
+//   ctxctl --controller=ADDR [--api_key=K] register FILE [--name=N] [--precompute_compressed]
+//                                 registers FILE's text; prints the context id and progress
+//   ctxctl --controller=ADDR query --context_id=ID --question=Q [--slo=0.5]
+//          [--form=kv|text|ctext] [--level=N] [--max_tokens=N] [--quality_floor=X]
+//                                 prints the plan, streams the answer, prints the timings
+//   ctxctl --controller=ADDR list | delete ID
 #include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -10,9 +18,25 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "common/rpc/channel.h"
+#include "ctxstream/v1/controller.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 
-ABSL_FLAG(double, timeout_seconds, 5.0, "Deadline of each call.");
+ABSL_FLAG(double, timeout_seconds, 5.0, "Deadline of each short call (health, list, delete).");
+ABSL_FLAG(double, stream_timeout_seconds, 600.0, "Deadline of register and query.");
+ABSL_FLAG(std::string, controller, "127.0.0.1:50050", "Controller address.");
+ABSL_FLAG(std::string, api_key, "", "API key sent as x-api-key (empty: anonymous).");
+ABSL_FLAG(std::string, name, "", "register: a human-readable name.");
+ABSL_FLAG(bool, precompute_compressed, false, "register: also store compressed text.");
+ABSL_FLAG(std::string, context_id, "", "query: the registered context.");
+ABSL_FLAG(std::string, context_file, "", "query: inline context text from this file instead.");
+ABSL_FLAG(std::string, question, "", "query: the question.");
+ABSL_FLAG(double, slo, 0.0, "query: TTFT objective in seconds (0 = none: best quality).");
+ABSL_FLAG(std::string, form, "", "query: force kv | text | ctext (empty = controller decides).");
+ABSL_FLAG(int32_t, level, -1, "query: with --form=kv, force this KV level (-1 = choose).");
+ABSL_FLAG(uint32_t, max_tokens, 64, "query: tokens to generate.");
+ABSL_FLAG(double, quality_floor, 0.0, "query: max quality loss (0 = none).");
+ABSL_FLAG(double, temperature, 0.0, "query: 0 = greedy.");
+ABSL_FLAG(bool, adapt, false, "query: ask for per-chunk re-planning (server default otherwise).");
 
 namespace {
 
@@ -44,14 +68,235 @@ int Health(const std::vector<std::string>& addresses) {
   return bad == 0 ? 0 : 1;
 }
 
+namespace pb = ctxstream::v1;
+
+std::chrono::system_clock::time_point StreamDeadline() {
+  return std::chrono::system_clock::now() +
+         std::chrono::duration_cast<std::chrono::system_clock::duration>(
+             std::chrono::duration<double>(absl::GetFlag(FLAGS_stream_timeout_seconds)));
+}
+
+std::unique_ptr<pb::Controller::Stub> ControllerStub() {
+  auto channel = ctx::rpc::MakeChannel(absl::GetFlag(FLAGS_controller));
+  if (!channel.ok()) {
+    std::fprintf(stderr, "ctxctl: %s\n", std::string(channel.status().message()).c_str());
+    return nullptr;
+  }
+  return pb::Controller::NewStub(*channel);
+}
+
+void Prepare(grpc::ClientContext* ctx, bool stream) {
+  ctx->set_deadline(stream ? StreamDeadline() : Deadline());
+  if (const std::string key = absl::GetFlag(FLAGS_api_key); !key.empty()) {
+    ctx->AddMetadata("x-api-key", key);
+  }
+}
+
+int Fail(const grpc::Status& s) {
+  std::fprintf(stderr, "ctxctl: %s: %s\n",
+               s.error_code() == grpc::StatusCode::UNAUTHENTICATED ? "UNAUTHENTICATED"
+               : s.error_code() == grpc::StatusCode::NOT_FOUND     ? "NOT_FOUND"
+               : s.error_code() == grpc::StatusCode::UNAVAILABLE   ? "UNAVAILABLE"
+                                                                   : "error",
+               s.error_message().c_str());
+  return 1;
+}
+
+bool ReadFile(const std::string& path, std::string* out) {
+  std::ifstream in(path);
+  if (!in) {
+    std::fprintf(stderr, "ctxctl: cannot read %s\n", path.c_str());
+    return false;
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  *out = ss.str();
+  return true;
+}
+
+const char* FormName(pb::Form f) {
+  switch (f) {
+    case pb::FORM_TEXT:
+      return "text";
+    case pb::FORM_COMPRESSED_TEXT:
+      return "compressed-text";
+    case pb::FORM_KV:
+      return "kv";
+    default:
+      return "?";
+  }
+}
+
+int Register(const std::string& file) {
+  pb::RegisterContextRequest req;
+  if (!ReadFile(file, req.mutable_text())) return 2;
+  req.set_name(absl::GetFlag(FLAGS_name).empty() ? file : absl::GetFlag(FLAGS_name));
+  req.set_precompute_compressed(absl::GetFlag(FLAGS_precompute_compressed));
+  auto stub = ControllerStub();
+  if (!stub) return 2;
+  grpc::ClientContext ctx;
+  Prepare(&ctx, true);
+  auto reader = stub->RegisterContext(&ctx, req);
+  pb::RegisterProgress p;
+  std::string id;
+  bool ready = false;
+  while (reader->Read(&p)) {
+    id = p.context_id();
+    ready = p.ready();
+    std::printf("%s tokens=%u chunks=%u/%u %s%s\n", p.context_id().c_str(), p.tokens(),
+                p.chunks_done(), p.chunks_total(), p.message().c_str(),
+                p.ready() ? " [ready]" : "");
+  }
+  const grpc::Status s = reader->Finish();
+  if (!s.ok()) return Fail(s);
+  std::printf("context_id=%s kv_ready=%s\n", id.c_str(), ready ? "true" : "false");
+  return 0;
+}
+
+int Query() {
+  pb::QueryRequest req;
+  if (const std::string f = absl::GetFlag(FLAGS_context_file); !f.empty()) {
+    if (!ReadFile(f, req.mutable_context_text())) return 2;
+  } else {
+    req.set_context_id(absl::GetFlag(FLAGS_context_id));
+  }
+  req.set_question(absl::GetFlag(FLAGS_question));
+  req.set_max_tokens(absl::GetFlag(FLAGS_max_tokens));
+  req.set_slo_ttft_seconds(absl::GetFlag(FLAGS_slo));
+  req.set_max_quality_loss(absl::GetFlag(FLAGS_quality_floor));
+  req.set_temperature(static_cast<float>(absl::GetFlag(FLAGS_temperature)));
+  req.set_adapt_per_chunk(absl::GetFlag(FLAGS_adapt));
+  req.set_force_level(absl::GetFlag(FLAGS_level));
+  const std::string form = absl::GetFlag(FLAGS_form);
+  if (form == "kv") {
+    req.set_force_form(pb::FORM_KV);
+  } else if (form == "text") {
+    req.set_force_form(pb::FORM_TEXT);
+  } else if (form == "ctext" || form == "compressed") {
+    req.set_force_form(pb::FORM_COMPRESSED_TEXT);
+  } else if (!form.empty()) {
+    std::fprintf(stderr, "ctxctl: --form must be kv, text or ctext\n");
+    return 2;
+  }
+  auto stub = ControllerStub();
+  if (!stub) return 2;
+  grpc::ClientContext ctx;
+  Prepare(&ctx, true);
+  auto reader = stub->Query(&ctx, req);
+  pb::QueryEvent e;
+  bool in_answer = false;
+  while (reader->Read(&e)) {
+    if (e.has_plan()) {
+      const pb::Plan& p = e.plan();
+      std::printf("plan: %s", FormName(p.form()));
+      if (p.form() == pb::FORM_KV && p.chunks_size() > 0) {
+        std::printf(" level=%d chunks=%d", p.chunks(0).level(), p.chunks_size());
+      }
+      if (p.form() == pb::FORM_COMPRESSED_TEXT) std::printf(" rate=%.2f", p.compress_rate());
+      std::printf(" predicted_ttft=%.3fs loss=%.4f bandwidth_estimate=%.3g B/s\n  reason: %s\n",
+                  p.predicted_ttft_seconds(), p.predicted_quality_loss(),
+                  p.bandwidth_estimate_bytes_per_second(), p.reason().c_str());
+      for (const pb::OptionEstimate& o : p.options()) {
+        std::printf("  option %-15s level=%2d rate=%.2f ttft=%.3fs loss=%.4f bytes=%llu\n",
+                    FormName(o.form()), o.level(), o.compress_rate(), o.predicted_ttft_seconds(),
+                    o.quality_loss(), static_cast<unsigned long long>(o.bytes()));
+      }
+    } else if (e.has_decision()) {
+      const pb::ChunkDecision& d = e.decision();
+      std::printf("chunk %u: %s level=%d measured=%.3g B/s estimate=%.3g B/s %s\n", d.chunk_index(),
+                  FormName(d.form()), d.level(), d.measured_bytes_per_second(),
+                  d.bandwidth_estimate_bytes_per_second(), d.reason().c_str());
+    } else if (e.has_token()) {
+      if (!in_answer) std::printf("answer: ");
+      in_answer = true;
+      std::printf("%s", e.token().text().c_str());
+      std::fflush(stdout);
+    } else if (e.has_result()) {
+      if (in_answer) std::printf("\n");
+      const pb::QueryResult& r = e.result();
+      const pb::StageTimings& t = r.timings();
+      std::printf(
+          "timings: ttft=%.3fs total=%.3fs fetch=%.3fs decode=%.3fs prefill=%.3fs "
+          "compress=%.3fs queue=%.3fs\n",
+          t.ttft_seconds(), t.total_seconds(), t.fetch_seconds(), t.decode_seconds(),
+          t.prefill_seconds(), t.compress_seconds(), t.queue_seconds());
+      for (const pb::ByteCount& b : r.bytes()) {
+        std::printf("bytes: %s level=%d bytes=%llu chunks=%u\n", FormName(b.form()), b.level(),
+                    static_cast<unsigned long long>(b.bytes()), b.chunks());
+      }
+      std::printf("slo_met=%s fell_back=%s%s%s generated_tokens=%u endpoint=%s\n",
+                  r.slo_met() ? "true" : "false", r.fell_back() ? "true" : "false",
+                  r.fell_back() ? " reason=" : "", r.fallback_reason().c_str(),
+                  r.generated_tokens(), r.inference_endpoint().c_str());
+    }
+  }
+  const grpc::Status s = reader->Finish();
+  if (!s.ok()) return Fail(s);
+  return 0;
+}
+
+int List() {
+  auto stub = ControllerStub();
+  if (!stub) return 2;
+  pb::ListContextsRequest req;
+  for (;;) {
+    grpc::ClientContext ctx;
+    Prepare(&ctx, false);
+    pb::ListContextsResponse resp;
+    const grpc::Status s = stub->ListContexts(&ctx, req, &resp);
+    if (!s.ok()) return Fail(s);
+    for (const pb::ContextInfo& c : resp.contexts()) {
+      std::printf("%s tokens=%u chunks=%u kv_ready=%s kv_bytes=%llu compressed=%s name=%s\n",
+                  c.context_id().c_str(), c.tokens(), c.chunks(), c.kv_ready() ? "true" : "false",
+                  static_cast<unsigned long long>(c.kv_bytes()),
+                  c.has_compressed() ? "true" : "false", c.name().c_str());
+    }
+    if (resp.next_page_token().empty()) return 0;
+    req.set_page_token(resp.next_page_token());
+  }
+}
+
+int Delete(const std::string& id) {
+  auto stub = ControllerStub();
+  if (!stub) return 2;
+  grpc::ClientContext ctx;
+  Prepare(&ctx, false);
+  pb::ControllerDeleteContextRequest req;
+  req.set_context_id(id);
+  pb::ControllerDeleteContextResponse resp;
+  const grpc::Status s = stub->DeleteContext(&ctx, req, &resp);
+  if (!s.ok()) return Fail(s);
+  std::printf("deleted %s\n", id.c_str());
+  return 0;
+}
+
+constexpr char kUsage[] =
+    "usage: ctxctl health ADDRESS...\n"
+    "       ctxctl [--controller=ADDR] [--api_key=K] register FILE [--name=N]\n"
+    "       ctxctl [--controller=ADDR] [--api_key=K] query --context_id=ID --question=Q\n"
+    "              [--slo=S] [--form=kv|text|ctext] [--level=N] [--max_tokens=N]\n"
+    "       ctxctl [--controller=ADDR] [--api_key=K] list | delete ID\n";
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("ctxctl health ADDRESS...");
+  absl::SetProgramUsageMessage(kUsage);
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
-  if (args.size() >= 3 && std::string(args[1]) == "health") {
+  const std::string cmd = args.size() >= 2 ? args[1] : "";
+  if (cmd == "health" && args.size() >= 3) {
     return Health(std::vector<std::string>(args.begin() + 2, args.end()));
   }
-  std::fprintf(stderr, "usage: ctxctl health ADDRESS...\n");
+  if (cmd == "register" && args.size() == 3) return Register(args[2]);
+  if (cmd == "query" && args.size() == 2) {
+    if (absl::GetFlag(FLAGS_question).empty() ||
+        (absl::GetFlag(FLAGS_context_id).empty() && absl::GetFlag(FLAGS_context_file).empty())) {
+      std::fprintf(stderr, "ctxctl query: needs --question and --context_id (or --context_file)\n");
+      return 2;
+    }
+    return Query();
+  }
+  if (cmd == "list" && args.size() == 2) return List();
+  if (cmd == "delete" && args.size() == 3) return Delete(args[2]);
+  std::fprintf(stderr, "%s", kUsage);
   return 2;
 }
