@@ -18,7 +18,10 @@ cluster_start() {
   mkdir -p "$RUN_DIR"
   local prefix=()
   [[ -n "$ns" ]] && prefix=(ip netns exec "$ns")
-  "${prefix[@]}" "$BIN/ctxstream-$base" "$@" >"$RUN_DIR/$name.out" 2>"$RUN_DIR/$name.log" &
+  # Truncate here, not only in the child's redirection: otherwise the loop below can read a
+  # previous run's "ready" line before the child has opened the file.
+  : >"$RUN_DIR/$name.out"
+  "${prefix[@]}" "$BIN/ctxstream-$base" "$@" >>"$RUN_DIR/$name.out" 2>"$RUN_DIR/$name.log" &
   CLUSTER_PID[$name]=$!
   local i
   for ((i = 0; i < 1200; i++)); do

@@ -62,7 +62,7 @@ done
   echo
   echo "![TTFT vs bandwidth](perf/ttft_vs_bandwidth.svg)"
   echo
-  awk 'NR==1 { n=NF; printf "| Mbit/s |"; for(i=2;i<=NF;i++) printf " %s |", $i; print " adaptive / best fixed |";
+  awk 'NR==1 { n=NF; for(i=1;i<=NF;i++) hdr[i]=$i; printf "| Mbit/s |"; for(i=2;i<=NF;i++) printf " %s |", $i; print " adaptive / best fixed |";
                printf "|---|"; for(i=2;i<=NF+1;i++) printf "---|"; print ""; next }
        { best=1e18; for(i=2;i<n;i++) if ($i+0 < best) { best=$i+0; bi=i }
          printf "| %s |", $1
@@ -72,14 +72,18 @@ done
        END { printf "| mean |"; bestm=1e18
              for(i=2;i<=n;i++) { m=sum[i]/rows; printf " %.3f |", m; if (i<n && m<bestm) bestm=m }
              printf " %.2f |\n\n", sum[n]/rows/bestm
-             printf "Over the sweep, the adaptive mean TTFT is %.2f× lower than the best single fixed strategy.\n", bestm/(sum[n]/rows) }' \
+             for(i=2;i<n;i++) if (sum[i]/rows == bestm) bname=hdr[i]
+             printf "Mean TTFT over the sweep: adaptive %.3f s; best single fixed strategy (%s) %.3f s; ", sum[n]/rows, bname, bestm
+             printf "best fixed / adaptive = %.2f (> 1: adaptive is faster).\n", bestm/(sum[n]/rows) }' \
     "$OUT/sweep_mean.dat"
   echo
   echo "Decisions of the adaptive controller (query shares, summed over the queries of a point):"
   echo
   echo "| Mbit/s | decision mix | re-plans | SLO violations |"
   echo "|---|---|---|---|"
-  for f in $(ls "$OUT"/sweep/*-adaptive.json | sort -t/ -k3 -n); do
+  for bw in $(awk 'NR > 1 {print $1}' "$OUT/sweep_mean.dat"); do
+    f=$OUT/sweep/$bw-adaptive.json
+    [[ -f $f ]] || continue
     jq -r '"| \(.label | sub("adaptive@"; "")) | \(.decision_mix | to_entries | map("\(.key) \(.value * 100 | round / 100)") | join(", ")) | \(.replans) | \(.slo_violations)/\(.sent) |"' "$f"
   done
   echo
@@ -129,7 +133,8 @@ done
     echo "| replicas | capacity (q/s at p99 ≤ ${SCALE_SLO} s) |"
     echo "|---|---|"
     for r in $REPLICAS; do
-      awk -v r="$r" -v slo="$SCALE_SLO" 'NR>1 && $4 <= slo && $1 > best { best = $1 } END { printf "| %s | %s |\n", r, (best > 0 ? best : "< lowest rate tried") }' "$OUT/load/r$r.dat"
+      awk -v r="$r" -v slo="$SCALE_SLO" 'NR>1 { last = $1 } NR>1 && $4 <= slo && $1 > best { best = $1 }
+        END { printf "| %s | %s |\n", r, (best == 0 ? "< lowest rate tried" : (best == last ? "≥ " best " (the highest rate tried)" : best)) }' "$OUT/load/r$r.dat"
     done
     echo
     echo "This machine has about one core of compute, so extra replicas share it: the curve is flat"
