@@ -11,7 +11,8 @@
 # (Mbit/s), PERF_QUERIES=2 (per strategy and bandwidth), PERF_SLO=0.5 (TTFT SLO sent with
 # every query, s), PERF_TRACES="step cachegen_scaled", PERF_LOAD_RATES="0.5 1 2 4 8",
 # PERF_LOAD_SECONDS=12, PERF_REPLICAS="1 2 4", PERF_SCALE_SLO=3 (p99 TTFT bound, s),
-# PERF_NO_BUILD=1 (use existing binaries), BIN_DIR=build/bin.
+# PERF_NO_BUILD=1 (use existing binaries), BIN_DIR=build/bin, PERF_SECTIONS="sweep trace load"
+# (a subset reruns only those sections and keeps the other results of the previous run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${PERF_OUT:-var/perf}
@@ -42,7 +43,14 @@ if [[ $SHAPING == auto ]]; then
 fi
 echo "perf: bandwidth emulation: $SHAPING"
 
-rm -rf "$OUT"
+SECTIONS=${PERF_SECTIONS:-"sweep trace load"}
+has() { [[ " $SECTIONS " == *" $1 "* ]]; }
+if [[ $SECTIONS == "sweep trace load" ]]; then
+  rm -rf "$OUT"
+else
+  rm -rf "$OUT/run" "$OUT/store" "$OUT/state" "$OUT/contexts"
+  for s in sweep trace load; do if has $s; then rm -rf "${OUT:?}/$s"; fi; done
+fi
 mkdir -p "$OUT"/{sweep,trace,load} "$PLOTS"
 # shellcheck source=loadtest/cluster.sh
 source loadtest/cluster.sh
@@ -132,6 +140,7 @@ strategy_flags() {
 }
 
 # --- 1. Static bandwidth sweep: TTFT per strategy ----------------------------------------
+if has sweep; then
 echo "mbit $STRATEGIES" >"$OUT/sweep_mean.dat"
 cp "$OUT/sweep_mean.dat" "$OUT/sweep_p99.dat"
 for bw in $BWS; do
@@ -147,10 +156,11 @@ for bw in $BWS; do
   echo "$means" >>"$OUT/sweep_mean.dat"
   echo "$p99s" >>"$OUT/sweep_p99.dat"
 done
+fi
 
 # --- 2. Time-varying traces (tbf only) ---------------------------------------------------
 TRACE_STRATEGIES="text kv0 kv$(echo "$LEVELS" | awk '{print $NF}') adaptive"
-if [[ $SHAPING == tbf ]]; then
+if [[ $SHAPING == tbf ]] && has trace; then
   for tr in $TRACES; do
     f=loadtest/traces/$tr.trace
     total=$(awk '!/^#/ && NF {s += $1} END {print s}' "$f")
@@ -171,6 +181,7 @@ fi
 
 # --- 3/4. Throughput vs offered load, with 1, 2 and 4 inference replicas ------------------
 set_bandwidth 1000
+has load || REPLICAS=""
 for r in $REPLICAS; do
   for ((i = NREPLICAS + 1; i <= r; i++)); do start_inference "$i"; done
   NREPLICAS=$r
