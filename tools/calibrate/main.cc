@@ -160,7 +160,7 @@ int main(int argc, char** argv) {
   }
 
   // Symbol statistics for every (slot, bins) the candidate levels may use.
-  const std::vector<int> kBinChoices = {4, 6, 8, 12, 16, 24, 32};
+  const std::vector<int> kBinChoices = {4, 6, 8, 12, 16, 24, 32, 48, 64};
   std::vector<codec::LevelSpec> stat_levels = codec::DefaultLevels(geo.layers);
   if (absl::GetFlag(FLAGS_search)) {
     for (int b : kBinChoices) stat_levels.push_back(Uniform(geo.layers, b, absl::StrCat("U", b)));
@@ -260,6 +260,11 @@ int main(int argc, char** argv) {
       for (const Candidate& c : sweep) {
         if (t == 0 && c.spec.key_bins[0] == 0) continue;
         if (c.kl <= targets[t] && (!best || c.bits < best->bits)) best = &c;
+      }
+      if (!best && t == 0) {  // near-lossless anchor: the lowest-KL table sending layer 0
+        for (const Candidate& c : sweep) {
+          if (c.spec.key_bins[0] != 0 && (!best || c.kl < best->kl)) best = &c;
+        }
       }
       if (!best) continue;
       codec::LevelSpec spec = best->spec;
