@@ -384,6 +384,17 @@ TEST_CASE(
     CHECK(s4.ok());
   }
 
+  SECTION("metrics: ingest, encode bytes by level, fetch, store size") {
+    auto [s, blobs] = Fetch(*kv.stub, "alice", "ctx-a", {{0, pb::KV_ENCODING_CACHEGEN, 0}});
+    REQUIRE(s.ok());
+    const std::string text = ctx::testing::HttpGet(kv.svc.metrics_address, "/metrics");
+    CHECK(text.find("ctxstream_kvcache_ingests_total{result=\"ok\"} 1") != std::string::npos);
+    CHECK(text.find("ctxstream_kvcache_ingest_tokens_total 600") != std::string::npos);
+    CHECK(text.find("ctxstream_codec_encode_output_bytes_total{level=\"0\"}") != std::string::npos);
+    CHECK(text.find("ctxstream_kvcache_fetch_chunks_total{level=\"0\"} 1") != std::string::npos);
+    CHECK(text.find("ctxstream_store_hits_total{backend=\"memory\"} 1") != std::string::npos);
+  }
+
   SECTION("GetCodecInfo lists the profile's levels") {
     grpc::ClientContext c;
     pb::CodecInfo info;
