@@ -406,7 +406,7 @@ TEST_CASE(
   }
 }
 
-TEST_CASE("kvcache: disk store survives a restart; missing blobs are NOT_FOUND; egress limit") {
+TEST_CASE("kvcache: disk store survives a restart, missing blobs are NOT_FOUND, egress limit") {
   FixtureInference inference(&TinyLlama());
   FixtureServer server(&inference);
   const std::filesystem::path dir =
