@@ -231,17 +231,19 @@ absl::Status KvCacheCore::Ingest(
   for (uint32_t i = 0; i < n_chunks; ++i) {
     pb::ManifestChunk* c = manifest.mutable_chunks(static_cast<int>(i));
     bool all = true;
-    for (const Target& t : targets) {
-      absl::StatusOr<std::string> blob =
-          store_->Get(BlobKeyFor(c->ref().chunk_hash(), t.encoding, t.level));
-      if (!blob.ok()) {
+    std::vector<store::BlobKey> keys;  // one batched lookup per chunk (pipelined on Redis)
+    for (const Target& t : targets)
+      keys.push_back(BlobKeyFor(c->ref().chunk_hash(), t.encoding, t.level));
+    const std::vector<absl::StatusOr<std::string>> blobs = store_->GetMany(keys);
+    for (size_t k = 0; k < targets.size() && all; ++k) {
+      if (k >= blobs.size() || !blobs[k].ok()) {
         all = false;
         break;
       }
       pb::ChunkEncoding* e = c->add_encodings();
-      e->set_encoding(t.encoding);
-      e->set_level(t.level);
-      e->set_bytes(blob->size());
+      e->set_encoding(targets[k].encoding);
+      e->set_level(targets[k].level);
+      e->set_bytes(blobs[k]->size());
     }
     if (all) {
       reused[i] = true;
