@@ -132,7 +132,7 @@ TEST_CASE("the workload picks are a function of the seed", "[loadtest]") {
   }
 }
 
-TEST_CASE("the duration bound stops sending; every sent query completes", "[loadtest]") {
+TEST_CASE("the duration bound stops sending and every sent query completes", "[loadtest]") {
   FakeClient fake(5ms);
   lt::LoadOptions o;
   o.concurrency = 2;
