@@ -9,7 +9,7 @@
 #
 # Environment: PERF_SHAPING=auto|tbf|egress, PERF_BANDWIDTHS="1 3 10 30 100 1000"
 # (Mbit/s), PERF_QUERIES=2 (per strategy and bandwidth), PERF_SLO=0.5 (TTFT SLO sent with
-# every query, s), PERF_TRACES="step cachegen_scaled", PERF_LOAD_RATES="0.5 1 2 4 8",
+# every query, s), PERF_TRACES="step cachegen_scaled", PERF_LOAD_RATES="1 4 8 16 32",
 # PERF_LOAD_SECONDS=12, PERF_REPLICAS="1 2 4", PERF_SCALE_SLO=3 (p99 TTFT bound, s),
 # PERF_NO_BUILD=1 (use existing binaries), BIN_DIR=build/bin, PERF_SECTIONS="sweep trace load"
 # (a subset reruns only those sections and keeps the other results of the previous run).
@@ -23,7 +23,7 @@ BWS=${PERF_BANDWIDTHS:-"1 3 10 30 100 1000"}
 Q=${PERF_QUERIES:-2}
 SLO=${PERF_SLO:-0.5}
 TRACES=${PERF_TRACES:-"step cachegen_scaled"}
-LOAD_RATES=${PERF_LOAD_RATES:-"0.5 1 2 4 8"}
+LOAD_RATES=${PERF_LOAD_RATES:-"1 4 8 16 32"}
 LOAD_SECONDS=${PERF_LOAD_SECONDS:-12}
 REPLICAS=${PERF_REPLICAS:-"1 2 4"}
 SCALE_SLO=${PERF_SCALE_SLO:-3}
