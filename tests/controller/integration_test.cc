@@ -167,8 +167,7 @@ TEST_CASE("kvcache killed after registration: the query is answered from text an
   CHECK(r.fallback_reason().find("kvcache unreachable") != std::string::npos);
 }
 
-TEST_CASE("an inference replica killed before the query: retried on the other",
-          "[integration]") {
+TEST_CASE("an inference replica killed before the query: retried on the other", "[integration]") {
   Cluster c(/*second_inference=*/true);
   const std::string id = c.Register(Document());
   c.inference2.process->Signal(SIGKILL);

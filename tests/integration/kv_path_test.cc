@@ -88,14 +88,16 @@ struct AllInOne {
 
 TEST_CASE("Ingest -> Fetch -> Generate: KV answers agree with the text path", "[integration]") {
   AllInOne cluster;
-  const std::vector<std::string> docs = {"01_git-doc_git-subtree.txt", "03_manpages_man5_tzfile.5.txt",
+  const std::vector<std::string> docs = {"01_git-doc_git-subtree.txt",
+                                         "03_manpages_man5_tzfile.5.txt",
                                          "10_manpages_man7_posixoptions.7.txt"};
   std::map<int, std::pair<size_t, size_t>> agree;  // level -> (equal tokens, tokens)
-  std::map<int, size_t> min_prefix;                  // level -> shortest common prefix
+  std::map<int, size_t> min_prefix;                // level -> shortest common prefix
   for (const std::string& doc : docs) {
     INFO(doc);
     // ~1,000-1,400 tokens of each document: 4-6 KV chunks of 256 tokens.
-    const std::string id = cluster.Register(ReadPrefix(SourcePath("tests/data/long_docs/" + doc), 4200));
+    const std::string id =
+        cluster.Register(ReadPrefix(SourcePath("tests/data/long_docs/" + doc), 4200));
     const auto [text_ids, text_result] = cluster.Ask(id, pb::FORM_TEXT, -1);
     REQUIRE(text_ids.size() == 16u);
     CHECK_FALSE(text_result.fell_back());
