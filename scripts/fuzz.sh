@@ -53,7 +53,8 @@ printf '%-20s %12s %8s %8s %8s  %s\n' target execs cov ft corpus result
 for t in "${TARGETS[@]}"; do
   log=$BUILD/$t.log
   set +e
-  $BUILD/bin/$t "$CORPUS/$t" -max_total_time="$SECONDS_PER_TARGET" -print_final_stats=1 \
+  extra=(); [[ -d tests/fuzz/regressions/$t ]] && extra=(tests/fuzz/regressions/$t)
+  $BUILD/bin/$t "$CORPUS/$t" "${extra[@]}" -max_total_time="$SECONDS_PER_TARGET" -print_final_stats=1 \
     -rss_limit_mb=2048 -timeout=10 -artifact_prefix="$CRASHES/$t-" >"$log" 2>&1
   rc=$?
   set -e
