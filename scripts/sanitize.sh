@@ -2,7 +2,8 @@
 # The test suite under sanitizers (gcc):
 #   scripts/sanitize.sh asan [quick|all|<test targets...>]   ASan + UBSan into build-asan/
 #   scripts/sanitize.sh tsan [quick|all|<test targets...>]   TSan into build-tsan/
-# quick = the fast library tests (test_tensor test_rpc test_codec test_store test_policy);
+# quick = the fast library tests (test_tensor test_rpc test_codec test_store test_policy
+# test_fuzz_regressions);
 # all (default) = every test binary (services included, via test dependencies).
 # Builds only the named test targets (and what they link), then runs their ctest cases.
 #
@@ -20,7 +21,7 @@ cd "$(dirname "$0")/.."
 KIND=${1:?usage: scripts/sanitize.sh asan|tsan [quick|all|targets...]}
 shift
 JOBS=${JOBS:-2}
-QUICK=(test_tensor test_rpc test_codec test_store test_policy)
+QUICK=(test_tensor test_rpc test_codec test_store test_policy test_fuzz_regressions)
 
 case "$KIND" in
   asan)
