@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs every Debian 12 package ctxstream needs to build, test and run.
 # Idempotent: when everything is present it only checks (about a second).
+#   scripts/setup.sh          build, test and run
+#   scripts/setup.sh --fuzz   also clang-14 + libFuzzer runtime (scripts/fuzz.sh calls this)
 set -euo pipefail
 
 PACKAGES=(
@@ -17,9 +19,15 @@ PACKAGES=(
   catch2 prometheus curl
   # deploy tests: YAML -> JSON for manifest checks (yq wraps jq)
   yq jq
+  # TLS tests make a throwaway CA and certificates with the openssl CLI
+  openssl
   # scripts/perf.sh: plots (PNG + SVG); iproute2 for the namespace/tbf bandwidth emulation
   gnuplot-nox iproute2
 )
+if [[ "${1:-}" == "--fuzz" ]]; then
+  # libFuzzer + ASan/UBSan runtimes for tests/fuzz (scripts/fuzz.sh)
+  PACKAGES+=(clang-14 libclang-rt-14-dev)
+fi
 # `kubectl kustomize` renders deploy/k8s. Debian 12 ships kubectl in kubernetes-client; a
 # kubectl installed otherwise (another package or a binary) is used as it is.
 if ! command -v kubectl >/dev/null 2>&1; then

@@ -100,6 +100,19 @@ absl::StatusOr<DecodedChunk> KvCodec::Decode(absl::string_view bytes,
   const uint64_t elements =
       static_cast<uint64_t>(h.token_count) * h.geometry.channels() * h.geometry.slots();
   if (elements > kMaxDecodedElements) return absl::InvalidArgumentError("KV chunk too large");
+  // Everything that can be checked from the header is checked before the output is
+  // allocated: a ~100-byte header (its checksum is no secret) could otherwise make us
+  // allocate and zero up to kMaxDecodedElements floats (found by tests/fuzz).
+  if (options.expected_fingerprint && *options.expected_fingerprint != h.fingerprint) {
+    return absl::InvalidArgumentError("KV chunk is from another model (fingerprint mismatch)");
+  }
+  if (options.expected_geometry && !(*options.expected_geometry == h.geometry)) {
+    return absl::InvalidArgumentError("KV chunk geometry differs from the receiver's model");
+  }
+  // Every encoding carries at least 2 bytes per (present slot, token): an fp16 value or scale.
+  if (h.payload_size < uint64_t{2} * h.token_count * static_cast<uint64_t>(h.SlotsPresent())) {
+    return absl::DataLossError("KV chunk payload is too small for its token count");
+  }
   DecodedChunk d;
   d.header = h;
   d.kv.resize(elements);

@@ -64,8 +64,11 @@ absl::Status KvCodec::DecodeRans(const ChunkHeader& h, absl::string_view payload
     p.scales = reinterpret_cast<const uint8_t*>(sec[1].data()) + plans.size() * t_count * 2;
     const int a = AlphabetSize(p.bins);
     if (p.mode == TableMode::kProfile) {
+      // The tables are [C][A] for the profile's geometry: a chunk naming them with another
+      // geometry (the hash covers the profile's geometry, not the chunk's) would index past
+      // them (heap overflow found by tests/fuzz).
       if (h.profile_hash == 0 || h.profile_hash != tables_hash_ ||
-          h.fingerprint != profile_->fingerprint) {
+          h.fingerprint != profile_->fingerprint || !(h.geometry == profile_->geometry)) {
         return absl::FailedPreconditionError(
             absl::StrCat("KV chunk was coded with codec profile tables ", h.profile_hash,
                          " but this decoder has ", tables_hash_, " (load the matching profile)"));

@@ -23,6 +23,9 @@ struct KvGeometry {
   int head_dim = 0;
 
   int channels() const { return kv_heads * head_dim; }  // C
+  // C without int overflow, for validating untrusted geometry (kv_heads, head_dim come from
+  // u16 fields: their product can exceed INT_MAX before anything has been checked).
+  int64_t channels64() const { return int64_t{kv_heads} * head_dim; }
   int slots() const { return 2 * layers; }
   bool operator==(const KvGeometry&) const = default;
 };

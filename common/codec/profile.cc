@@ -61,7 +61,7 @@ const SlotTable* CodecProfile::FindTable(int slot, int bins) const {
 absl::Status ValidateProfile(const CodecProfile& p) {
   const KvGeometry& g = p.geometry;
   if (g.layers < 1 || g.layers > kMaxLayers || g.kv_heads < 1 || g.head_dim < 1 ||
-      g.channels() > kMaxChannels) {
+      g.channels64() > kMaxChannels) {
     return absl::InvalidArgumentError("codec profile geometry invalid");
   }
   if (!p.levels.empty() &&
@@ -162,6 +162,9 @@ absl::StatusOr<CodecProfile> ParseProfile(absl::string_view bytes) {
   std::memcpy(p.fingerprint.data(), fp.data(), 16);
   const int layers = p.geometry.layers;
   if (layers < 1 || layers > kMaxLayers) return absl::InvalidArgumentError("profile: bad layers");
+  if (p.geometry.channels64() > kMaxChannels) {
+    return absl::InvalidArgumentError("profile: kv_heads * head_dim exceeds 65535 channels");
+  }
   const uint16_t level_count = r.U16();
   for (int i = 0; i < level_count && r.ok(); ++i) {
     LevelSpec l;

@@ -135,7 +135,7 @@ absl::StatusOr<ParsedChunk> ParseChunk(absl::string_view bytes) {
   }
   const KvGeometry& g = h.geometry;
   if (g.layers < 1 || g.layers > kMaxLayers || g.kv_heads < 1 || g.head_dim < 1 ||
-      g.channels() > kMaxChannels || h.token_count == 0) {
+      g.channels64() > kMaxChannels || h.token_count == 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("KV chunk geometry invalid: layers=", g.layers, " kv_heads=", g.kv_heads,
                      " head_dim=", g.head_dim, " tokens=", h.token_count));
@@ -190,7 +190,7 @@ namespace ctx::codec {
 absl::Status ValidateChunkView(const KvChunkView& chunk) {
   const KvGeometry& g = chunk.geometry;
   if (g.layers < 1 || g.layers > kMaxLayers || g.kv_heads < 1 || g.head_dim < 1 ||
-      g.channels() > kMaxChannels || chunk.token_count == 0) {
+      g.channels64() > kMaxChannels || chunk.token_count == 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("KV chunk geometry not encodable: layers=", g.layers, " kv_heads=", g.kv_heads,
                      " head_dim=", g.head_dim, " tokens=", chunk.token_count));

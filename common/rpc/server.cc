@@ -1,6 +1,7 @@
 #include "common/rpc/server.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -41,12 +42,32 @@ ABSL_FLAG(double, drain_seconds, 3.0,
 namespace ctx::rpc {
 namespace {
 
-sigset_t TerminationSignals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  return set;
+// SIGTERM/SIGINT are caught by a handler that writes the signal number to a pipe, and
+// Serve() reads the pipe. (Blocking the signals and sigwait()ing is not enough: libraries
+// such as OpenBLAS start threads before main() runs, with the signals unblocked, and the
+// kernel may deliver a process-directed signal to any of them.)
+int g_signal_pipe[2] = {-1, -1};
+
+void OnTerminationSignal(int sig) {
+  const unsigned char b = static_cast<unsigned char>(sig);
+  [[maybe_unused]] const ssize_t n = write(g_signal_pipe[1], &b, 1);  // async-signal-safe
+}
+
+void CatchTerminationSignals() {
+  if (pipe2(g_signal_pipe, O_CLOEXEC) != 0) std::abort();
+  struct sigaction sa {};
+  sa.sa_handler = OnTerminationSignal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+}
+
+int WaitForTerminationSignal() {
+  unsigned char b = 0;
+  while (read(g_signal_pipe[0], &b, 1) != 1) {
+  }
+  return b;
 }
 
 // Ends the process without running static destructors: grpc's ~Server can wait for
@@ -112,8 +133,7 @@ ServerMain::ServerMain(const std::string& name, int argc, char** argv)
     : defaults_(DefaultsFor(name)) {
   absl::SetProgramUsageMessage(absl::StrCat("ctxstream ", name, " service. Flags: --help."));
   absl::ParseCommandLine(argc, argv);
-  const sigset_t set = TerminationSignals();
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  CatchTerminationSignals();
   if (absl::Status s = obs::InitLogging(); !s.ok()) std::exit(Fail(s) + 1);
   gpr_set_log_function(GrpcLogToSpdlog);
 }
@@ -167,22 +187,20 @@ int ServerMain::Serve(const std::vector<grpc::Service*>& services) {
   spdlog::info("{} serving on {}:{} (metrics on {}:{})", defaults_.name, host, port, metrics_host,
                metrics_ports.empty() ? 0 : metrics_ports.front());
 
-  const sigset_t set = TerminationSignals();
-  int sig = 0;
-  sigwait(&set, &sig);
+  const int sig = WaitForTerminationSignal();
   spdlog::info("{}: received {}, draining", defaults_.name, sig == SIGTERM ? "SIGTERM" : "SIGINT");
 
   // Drain: report NOT_SERVING so that load balancers stop sending, let in-flight RPCs
   // finish until the deadline, then cancel the rest. A watchdog bounds the whole exit
   // in case some handler ignores cancellation.
-  server->GetHealthCheckService()->SetServingStatus(false);
-  for (auto& hook : shutdown_hooks_) hook();
   const double drain = absl::GetFlag(FLAGS_drain_seconds);
   std::thread([drain] {
     std::this_thread::sleep_for(std::chrono::duration<double>(drain + 1.0));
     spdlog::warn("shutdown did not finish within {:.1f} s; exiting anyway", drain + 1.0);
     ExitNow(0);
   }).detach();
+  server->GetHealthCheckService()->SetServingStatus(false);
+  for (auto& hook : shutdown_hooks_) hook();
   server->Shutdown(std::chrono::system_clock::now() +
                    std::chrono::duration_cast<std::chrono::system_clock::duration>(
                        std::chrono::duration<double>(drain)));

@@ -35,9 +35,9 @@ ServiceDefaults DefaultsFor(const std::string& name);
 
 class ServerMain {
  public:
-  // Parses flags, blocks SIGTERM/SIGINT in this thread (so that every thread started
-  // later inherits the mask and the signal is taken synchronously by Serve), and sets
-  // up logging. Exits with status 2 and a one-line message on bad flags.
+  // Parses flags, installs the SIGTERM/SIGINT handler (the signal is then taken by Serve,
+  // whichever thread the kernel delivers it to), and sets up logging. Exits with status 2
+  // and a one-line message on bad flags.
   ServerMain(const std::string& name, int argc, char** argv);
 
   // Prints "ctxstream-<name>: error: <message>" to stderr and returns 1 (for main()).

@@ -68,9 +68,9 @@ int main(int argc, char** argv) {
   }
   std::sort(walls.begin(), walls.end());
   std::printf(
-      "tokens=%u concurrent=%d rounds=%d median_round_ms=%.1f "
+      "tokens=%u chunks=%u concurrent=%d rounds=%d median_round_ms=%.1f "
       "min_round_ms=%.1f mean_server_ms=%.1f\n",
-      tokens, concurrent, rounds, 1e3 * walls[walls.size() / 2], 1e3 * walls[0],
+      tokens, chunks, concurrent, rounds, 1e3 * walls[walls.size() / 2], 1e3 * walls[0],
       1e3 * server_s / (rounds * concurrent));
   return 0;
 }

@@ -1,7 +1,6 @@
 // All four real service binaries on 127.0.0.1, a real document registered and queried as
-// text, as KV (forced) and adaptively. Tagged [needs-services] and hidden ([.]): they need the
-// inference, kvcache and compressor implementations (branches inference-svc, kvcache-svc,
-// compressor-svc). Run with:  ./build/tests/controller/test_controller "[needs-services]"
+// text, as KV (forced) and adaptively; failures of kvcache and of an inference replica.
+// Run alone with:  ./build/tests/controller/test_controller "[integration]"
 #include <signal.h>
 
 #include <catch2/catch.hpp>
@@ -101,7 +100,7 @@ std::string Document() {
   return ss.str().substr(0, 2500);
 }
 
-TEST_CASE("register a document and query it as text, KV and adaptively", "[.][needs-services]") {
+TEST_CASE("register a document and query it as text, KV and adaptively", "[integration]") {
   Cluster c;
   const std::string id = c.Register(Document());
 
@@ -148,7 +147,7 @@ TEST_CASE("register a document and query it as text, KV and adaptively", "[.][ne
 }
 
 TEST_CASE("kvcache killed after registration: the query is answered from text and says so",
-          "[.][needs-services]") {
+          "[integration]") {
   Cluster c;
   const std::string id = c.Register(Document());
   c.kvcache.process->Signal(SIGKILL);
@@ -168,8 +167,7 @@ TEST_CASE("kvcache killed after registration: the query is answered from text an
   CHECK(r.fallback_reason().find("kvcache unreachable") != std::string::npos);
 }
 
-TEST_CASE("an inference replica killed before the query: retried on the other",
-          "[.][needs-services]") {
+TEST_CASE("an inference replica killed before the query: retried on the other", "[integration]") {
   Cluster c(/*second_inference=*/true);
   const std::string id = c.Register(Document());
   c.inference2.process->Signal(SIGKILL);

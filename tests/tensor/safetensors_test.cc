@@ -30,11 +30,10 @@ absl::Status ParseStatus(const std::vector<std::byte>& f) {
 }  // namespace
 
 TEST_CASE("a valid safetensors buffer parses with its tensors and metadata") {
-  const auto f = File(
-      R"({"__metadata__":{"format":"pt"},)"
-      R"("a":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},)"
-      R"("b":{"dtype":"BF16","shape":[3],"data_offsets":[16,22]}})",
-      22);
+  const auto f = File(R"({"__metadata__":{"format":"pt"},)"
+                      R"("a":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},)"
+                      R"("b":{"dtype":"BF16","shape":[3],"data_offsets":[16,22]}})",
+                      22);
   auto index = SafetensorsIndex::Parse(f);
   REQUIRE(index.ok());
   CHECK(index->tensors().size() == 2);
@@ -61,33 +60,32 @@ TEST_CASE("malformed safetensors headers are rejected with DataLoss") {
   }
   SECTION("header is not JSON") { CHECK(absl::IsDataLoss(ParseStatus(File("{nope", 8)))); }
   SECTION("unknown dtype") {
-    CHECK(absl::IsDataLoss(ParseStatus(
-        File(R"({"a":{"dtype":"F8","shape":[2],"data_offsets":[0,2]}})", 2))));
+    CHECK(absl::IsDataLoss(
+        ParseStatus(File(R"({"a":{"dtype":"F8","shape":[2],"data_offsets":[0,2]}})", 2))));
   }
   SECTION("offsets outside the data section") {
     CHECK(absl::IsDataLoss(ParseStatus(File(good, 4))));
   }
   SECTION("byte count does not match the shape") {
-    CHECK(absl::IsDataLoss(ParseStatus(
-        File(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8))));
+    CHECK(absl::IsDataLoss(
+        ParseStatus(File(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8))));
   }
   SECTION("overlapping tensors") {
-    CHECK(absl::IsDataLoss(ParseStatus(
-        File(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-             R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
-             12))));
+    CHECK(absl::IsDataLoss(
+        ParseStatus(File(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                         R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+                         12))));
   }
   SECTION("begin after end") {
-    CHECK(absl::IsDataLoss(ParseStatus(
-        File(R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})", 8))));
+    CHECK(absl::IsDataLoss(
+        ParseStatus(File(R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})", 8))));
   }
   SECTION("negative dimension") {
-    CHECK(absl::IsDataLoss(ParseStatus(
-        File(R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", 8))));
+    CHECK(absl::IsDataLoss(
+        ParseStatus(File(R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", 8))));
   }
   SECTION("missing field") {
-    CHECK(absl::IsDataLoss(
-        ParseStatus(File(R"({"a":{"dtype":"F32","data_offsets":[0,8]}})", 8))));
+    CHECK(absl::IsDataLoss(ParseStatus(File(R"({"a":{"dtype":"F32","data_offsets":[0,8]}})", 8))));
   }
 }
 
