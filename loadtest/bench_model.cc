@@ -13,6 +13,7 @@
 // when the CPU has them and OPENBLAS_CORETYPE is unset (re-exec with SkylakeX, see
 // blas_setup.h); an explicit OPENBLAS_CORETYPE is respected.
 #include <cblas.h>
+#include <sys/wait.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -45,7 +46,8 @@ std::optional<nlohmann::json> RunPyTorchBench(const std::string& model_dir, int 
   std::string out;
   char buf[4096];
   for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-  const int rc = pclose(p);
+  const int status = pclose(p);
+  const int rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   // The result is the last line that starts with '{'.
   const size_t pos = out.rfind('{');
   if (rc != 0 || pos == std::string::npos) {

@@ -7,6 +7,7 @@
 // of a long text the share of time spent outside the classifier (post-processing).
 // Threads: OPENBLAS_NUM_THREADS (PyTorch gets the same number; default 1 for both).
 #include <cblas.h>
+#include <sys/wait.h>
 
 #include <chrono>
 #include <cstdio>
@@ -71,7 +72,8 @@ std::optional<nlohmann::json> RunPyTorchBench(const std::string& model_dir, int 
   std::string out;
   char buf[4096];
   for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-  const int rc = pclose(p);
+  const int status = pclose(p);
+  const int rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   const size_t pos = out.rfind('{');  // the result is the last JSON line
   if (rc != 0 || pos == std::string::npos) {
     std::fprintf(stderr,

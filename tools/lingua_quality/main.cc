@@ -1,7 +1,7 @@
 // lingua_quality [docs_dir] [context_tokens] [continuation_tokens]: does LLMLingua-2
 // compression keep what the LM needs? (issue #5)
 //
-// For each document in docs_dir (default tests/data/long_docs) with enough text: the first
+// For each *.txt document in docs_dir (default tests/data/long_docs) with enough text: the first
 // `context_tokens` (1000) tiny-llama tokens are the context, the next `continuation_tokens`
 // (128) the continuation. Prints tiny-llama's perplexity of the continuation given
 //   (a) the full context,
@@ -119,7 +119,9 @@ int main(int argc, char** argv) {
   ctx::lingua::PromptCompressor pc(lingua->tokenizer.get(), &scorer, counter->get());
 
   std::vector<std::string> files;
-  for (const auto& e : std::filesystem::directory_iterator(docs)) files.push_back(e.path());
+  for (const auto& e : std::filesystem::directory_iterator(docs)) {
+    if (e.path().extension() == ".txt") files.push_back(e.path());  // not index.json
+  }
   std::sort(files.begin(), files.end());
 
   const double rates[] = {0.5, 0.33};
