@@ -1,18 +1,24 @@
-// bench_model [--cpu-time] [--no-avx512-blas] [model_dir] [repeats]: the inference engine's speed
-// on tiny-llama.
+// bench_model [--cpu-time] [--no-avx512-blas] [--no-pytorch] [model_dir] [repeats]: the inference
+// engine's speed on tiny-llama.
 //
 // Prints prefill tokens/s at 512 and 2048 tokens (logits of the last token only, best of
 // `repeats`), decode ms/token with an empty context and after ~2k tokens (median of 32
 // steps), a naive-matmul baseline of the same forward pass measured in this run, and the
-// ratios to the anchors measured on this machine (models/README, issue #3): PyTorch eager
-// (models/reference/modeling.py) and llama.cpp (GGUF F32, 2 threads, flash attention).
+// ratios to PyTorch eager measured in the same run (loadtest/bench_pytorch.py: the same
+// model in models/reference/modeling.py, fp32, same thread count, run as a child process
+// with /usr/bin/python3; skipped with a note when python or torch is missing, or with
+// --no-pytorch) and to the llama.cpp anchor measured on this machine (GGUF F32, 2 threads,
+// flash attention; models/README, issue #3).
 // Threads: OPENBLAS_NUM_THREADS (default: all cores). OpenBLAS's AVX-512 kernels are used
 // when the CPU has them and OPENBLAS_CORETYPE is unset (re-exec with SkylakeX, see
 // blas_setup.h); an explicit OPENBLAS_CORETYPE is respected.
 #include <cblas.h>
+#include <sys/wait.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,9 +28,42 @@
 
 namespace {
 
-constexpr double kTorchPrefill512 = 1460, kTorchPrefill2048 = 869, kTorchDecode2048Ms = 15.7;
 constexpr double kLlamaCppPrefill512 = 4950, kLlamaCppPrefill2048 = 3321,
                  kLlamaCppDecode2048Ms = 2.91;
+
+// Runs loadtest/bench_pytorch.py with `threads` torch threads and returns its JSON line, or
+// nullopt (with a note on stderr) when python, torch or the script fails.
+std::optional<nlohmann::json> RunPyTorchBench(const std::string& model_dir, int threads,
+                                              int repeats) {
+  const char* py_env = std::getenv("CTX_PYTHON");
+  const std::string python = py_env != nullptr ? py_env : "/usr/bin/python3";
+  const std::string cmd = python + " '" + std::string(CTX_SOURCE_DIR) +
+                          "/loadtest/bench_pytorch.py' --threads " + std::to_string(threads) +
+                          " --repeats " + std::to_string(repeats) + " --model '" + model_dir + "'";
+  std::fflush(stdout);
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return std::nullopt;
+  std::string out;
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+  const int status = pclose(p);
+  const int rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  // The result is the last line that starts with '{'.
+  const size_t pos = out.rfind('{');
+  if (rc != 0 || pos == std::string::npos) {
+    std::fprintf(stderr,
+                 "note: PyTorch column skipped: `%s` failed (exit %d); needs python3 with "
+                 "torch and numpy\n",
+                 cmd.c_str(), rc);
+    return std::nullopt;
+  }
+  auto j = nlohmann::json::parse(out.substr(pos), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    std::fprintf(stderr, "note: PyTorch column skipped: unparsable output: %s\n", out.c_str());
+    return std::nullopt;
+  }
+  return j;
+}
 
 }  // namespace
 
@@ -34,11 +73,13 @@ int main(int argc, char** argv) {
   bool avx512 = true;
   for (int i = 1; i < argc; ++i) avx512 = avx512 && std::string(argv[i]) != "--no-avx512-blas";
   if (avx512) ReexecWithAvx512BlasIfSupported(argv);
-  bool cpu_time = false;
+  bool cpu_time = false, pytorch = true;
   std::vector<std::string> args;
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--cpu-time") {
       cpu_time = true;
+    } else if (std::string(argv[i]) == "--no-pytorch") {
+      pytorch = false;
     } else if (std::string(argv[i]) == "--no-avx512-blas") {
       // handled above
     } else {
@@ -59,8 +100,9 @@ int main(int argc, char** argv) {
 
   const int lengths[] = {512, 2048};
   auto perf = MeasurePerf(**model, lengths, /*decode_context=*/2016, /*decode_steps=*/32, repeats);
+  // Short context: 32 steps at positions 32..63 (bench_pytorch.py times the same positions).
   const int empty_len[] = {1};
-  auto perf_empty = MeasurePerf(**model, std::span<const int>(empty_len, 0), 1, 32, 1);
+  auto perf_empty = MeasurePerf(**model, std::span<const int>(empty_len, 0), 32, 32, 1);
   if (!perf.ok() || !perf_empty.ok()) {
     std::fprintf(stderr, "measurement failed\n");
     return 1;
@@ -93,25 +135,49 @@ int main(int argc, char** argv) {
   const double b128 = rate(blas128->prefill[0]);
   const double n128 = rate(naive128->prefill[0]);
 
-  std::printf("\n%-38s %12s %12s %12s %12s\n", "metric", "ctxstream", "PyTorch", "llama.cpp",
-              "vs PyTorch");
-  std::printf("%-38s %12.0f %12.0f %12.0f %11.2fx  (%.2fx llama.cpp)\n",
-              "prefill 512 tokens, tok/s", p512, kTorchPrefill512, kLlamaCppPrefill512,
-              p512 / kTorchPrefill512, p512 / kLlamaCppPrefill512);
-  std::printf("%-38s %12.0f %12.0f %12.0f %11.2fx  (%.2fx llama.cpp)\n",
-              "prefill 2048 tokens, tok/s", p2048, kTorchPrefill2048, kLlamaCppPrefill2048,
-              p2048 / kTorchPrefill2048, p2048 / kLlamaCppPrefill2048);
-  std::printf("%-38s %12.2f %12.2f %12.2f %11.2fx  (%.2fx llama.cpp)\n",
-              "decode after 2016 tokens, ms/token", d2048, kTorchDecode2048Ms,
-              kLlamaCppDecode2048Ms, kTorchDecode2048Ms / d2048, kLlamaCppDecode2048Ms / d2048);
-  std::printf("%-38s %12.2f %12s %12s\n", "decode, empty context, ms/token", d0, "7.4 (64 ctx)",
-              "-");
+  // PyTorch eager, same model and thread count, in this run.
+  std::optional<nlohmann::json> torch;
+  if (pytorch) torch = RunPyTorchBench(dir, openblas_get_num_threads(), repeats);
+  auto torch_value = [&](const char* wall_key, const char* cpu_key) {
+    const char* key = cpu ? cpu_key : wall_key;
+    return torch && torch->contains(key) ? (*torch)[key].get<double>() : 0.0;
+  };
+  const double t512 = torch_value("prefill512_tok_s", "prefill512_cpu_tok_s");
+  const double t2048 = torch_value("prefill2048_tok_s", "prefill2048_cpu_tok_s");
+  const double t_d64 = torch_value("decode64_ms", "decode64_cpu_ms");
+  const double t_d2048 = torch_value("decode2048_ms", "decode2048_cpu_ms");
+  if (torch) {
+    std::printf("\nPyTorch %s, %d thread(s), this run: %s\n",
+                (*torch).value("torch", std::string("?")).c_str(), (*torch).value("threads", 0),
+                torch->dump().c_str());
+  }
+  // Cell text: the number, or "-" when PyTorch was skipped; ratios are "how many times
+  // faster ctxstream is" (>1 means ctxstream wins).
+  auto cell = [](double v, const char* fmt) {
+    char b[32];
+    if (v <= 0) return std::string("-");
+    std::snprintf(b, sizeof b, fmt, v);
+    return std::string(b);
+  };
+  std::printf("\n%-38s %12s %12s %12s %12s\n", "metric", "ctxstream", "PyTorch", "vs PyTorch",
+              "llama.cpp*");
+  std::printf("%-38s %12.0f %12s %12s %12.0f  (%.2fx llama.cpp)\n", "prefill 512 tokens, tok/s",
+              p512, cell(t512, "%.0f").c_str(), cell(t512 > 0 ? p512 / t512 : 0, "%.2fx").c_str(),
+              kLlamaCppPrefill512, p512 / kLlamaCppPrefill512);
+  std::printf("%-38s %12.0f %12s %12s %12.0f  (%.2fx llama.cpp)\n", "prefill 2048 tokens, tok/s",
+              p2048, cell(t2048, "%.0f").c_str(),
+              cell(t2048 > 0 ? p2048 / t2048 : 0, "%.2fx").c_str(), kLlamaCppPrefill2048,
+              p2048 / kLlamaCppPrefill2048);
+  std::printf("%-38s %12.2f %12s %12s %12s\n", "decode at 32..63 context, ms/token", d0,
+              cell(t_d64, "%.2f").c_str(), cell(t_d64 / d0, "%.2fx").c_str(), "-");
+  std::printf("%-38s %12.2f %12s %12s %12.2f  (%.2fx llama.cpp)\n",
+              "decode at 2016..2047 context, ms/tok", d2048, cell(t_d2048, "%.2f").c_str(),
+              cell(t_d2048 / d2048, "%.2fx").c_str(), kLlamaCppDecode2048Ms,
+              kLlamaCppDecode2048Ms / d2048);
   std::printf(
       "\nnaive baseline (same run, 128-token prefill): triple-loop matmul %.0f tok/s, "
       "OpenBLAS %.0f tok/s: %.1fx\n",
       n128, b128, b128 / n128);
-  std::printf(
-      "(PyTorch / llama.cpp columns are the anchors measured on this machine, not "
-      "this run.)\n");
+  std::printf("(* llama.cpp: anchor measured earlier on this machine, not this run.)\n");
   return 0;
 }

@@ -1,10 +1,19 @@
 // Classifier forward speed and compression time split (not a test).
-//   ./build/tests/lingua/lingua_bench [model_dir] [iters] [batch]
-// Prints tokens/s of the forward pass on batch x 512-token chunks, and for a full Compress of a
-// long text the share of time spent outside the classifier (post-processing).
+//   ./build/tests/lingua/lingua_bench [--no-pytorch] [model_dir] [iters] [batch]
+// Prints tokens/s of the forward pass on batch x 512-token chunks (batch 1 and 4 unless one is
+// given), next to PyTorch eager on the same model, chunk and thread count measured in the same
+// run (tests/lingua/bench_pytorch_xlmr.py as a child process via /usr/bin/python3 or
+// $CTX_PYTHON; skipped with a note when python or torch is missing), and for a full Compress
+// of a long text the share of time spent outside the classifier (post-processing).
+// Threads: OPENBLAS_NUM_THREADS (PyTorch gets the same number; default 1 for both).
+#include <cblas.h>
+#include <sys/wait.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
 #include "common/lingua/lingua_model.h"
@@ -44,13 +53,62 @@ const char* kText =
     "a cgroup, accounting for the CPU time used by a cgroup, and freezing and resuming "
     "execution of the processes in a cgroup.\n\n";
 
+// Runs tests/lingua/bench_pytorch_xlmr.py and returns its JSON line, or nullopt (with a note
+// on stderr) when python, torch or the script fails.
+std::optional<nlohmann::json> RunPyTorchBench(const std::string& model_dir, int threads, int iters,
+                                              const std::vector<int>& batches) {
+  const char* py_env = std::getenv("CTX_PYTHON");
+  std::string cmd = std::string(py_env != nullptr ? py_env : "/usr/bin/python3") + " '" +
+                    CTX_SOURCE_DIR + "/tests/lingua/bench_pytorch_xlmr.py' --threads " +
+                    std::to_string(threads) + " --iters " + std::to_string(iters) + " --model '" +
+                    model_dir + "' --batch";
+  for (int b : batches) {
+    cmd += ' ';
+    cmd += std::to_string(b);
+  }
+  std::fflush(stdout);
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return std::nullopt;
+  std::string out;
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+  const int status = pclose(p);
+  const int rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  const size_t pos = out.rfind('{');  // the result is the last JSON line
+  if (rc != 0 || pos == std::string::npos) {
+    std::fprintf(stderr,
+                 "note: PyTorch column skipped: `%s` failed (exit %d); needs python3 with torch "
+                 "and numpy\n",
+                 cmd.c_str(), rc);
+    return std::nullopt;
+  }
+  auto j = nlohmann::json::parse(out.substr(pos), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    std::fprintf(stderr, "note: PyTorch column skipped: unparsable output: %s\n", out.c_str());
+    return std::nullopt;
+  }
+  return j;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const std::string root = CTX_SOURCE_DIR;
-  const std::string dir = argc > 1 ? argv[1] : root + "/models/tiny-lingua2";
-  const int iters = argc > 2 ? std::atoi(argv[2]) : 5;
-  const int batch = argc > 3 ? std::atoi(argv[3]) : 1;
+  bool pytorch = true;
+  std::vector<std::string> args;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--no-pytorch") {
+      pytorch = false;
+    } else {
+      args.push_back(argv[i]);
+    }
+  }
+  const std::string dir = args.size() > 0 ? args[0] : root + "/models/tiny-lingua2";
+  const int iters = args.size() > 1 ? std::atoi(args[1].c_str()) : 5;
+  const std::vector<int> batches =
+      args.size() > 2 ? std::vector<int>{std::atoi(args[2].c_str())} : std::vector<int>{1, 4};
+  if (std::getenv("OPENBLAS_NUM_THREADS") == nullptr) openblas_set_num_threads(1);
+  const int threads = openblas_get_num_threads();
   auto m = LinguaModel::Load(dir);
   if (!m.ok()) {
     std::fprintf(stderr, "%s\n", m.status().ToString().c_str());
@@ -64,24 +122,47 @@ int main(int argc, char** argv) {
   std::vector<int32_t> seq{XlmrTokenizer::kBos};
   for (size_t i = 0; seq.size() < 511; ++i) seq.push_back(pieces[i].id);
   seq.push_back(XlmrTokenizer::kEos);
-  std::vector<std::vector<int32_t>> seqs(static_cast<size_t>(batch), seq);
-  auto eb = EncoderBatch::Pad(seqs, XlmrTokenizer::kPad);
-  (void)m->classifier->Forward(eb);  // warm-up
-  auto t0 = Clock::now();
-  for (int i = 0; i < iters; ++i) {
-    auto r = m->classifier->Forward(eb);
-    if (!r.ok()) return 1;
-  }
-  const double s = Seconds(t0, Clock::now());
-  const double tokens = static_cast<double>(iters) * batch * 512;
   const double H = static_cast<double>(c.hidden_size), I = static_cast<double>(c.intermediate_size);
   const double flops_per_token =
       static_cast<double>(c.num_layers) * (2 * (4 * H * H + 2 * H * I) + 4 * 512 * H);
-  std::printf("model %s: H=%lld L=%lld; batch %d x 512 tokens, %d iters\n", dir.c_str(),
-              static_cast<long long>(c.hidden_size), static_cast<long long>(c.num_layers), batch,
-              iters);
-  std::printf("forward: %.1f ms per 512-token chunk, %.0f tokens/s, %.1f GFLOP/s\n",
-              1e3 * s / (iters * batch), tokens / s, tokens * flops_per_token / s / 1e9);
+  std::printf("model %s: H=%lld L=%lld; 512-token chunks, %d iters, %d thread(s)\n", dir.c_str(),
+              static_cast<long long>(c.hidden_size), static_cast<long long>(c.num_layers), iters,
+              threads);
+  std::vector<double> ours;
+  for (int batch : batches) {
+    std::vector<std::vector<int32_t>> seqs(static_cast<size_t>(batch), seq);
+    auto eb = EncoderBatch::Pad(seqs, XlmrTokenizer::kPad);
+    (void)m->classifier->Forward(eb);  // warm-up
+    auto t0 = Clock::now();
+    for (int i = 0; i < iters; ++i) {
+      auto r = m->classifier->Forward(eb);
+      if (!r.ok()) return 1;
+    }
+    const double s = Seconds(t0, Clock::now());
+    const double tokens = static_cast<double>(iters) * batch * 512;
+    std::printf("forward batch %d: %.1f ms per 512-token chunk, %.0f tokens/s, %.1f GFLOP/s\n",
+                batch, 1e3 * s / (iters * batch), tokens / s, tokens * flops_per_token / s / 1e9);
+    ours.push_back(tokens / s);
+  }
+
+  // PyTorch eager on the same model, chunk length, batches and thread count, this run.
+  std::optional<nlohmann::json> torch;
+  if (pytorch) torch = RunPyTorchBench(dir, threads, iters, batches);
+  if (torch) std::printf("PyTorch, this run: %s\n", torch->dump().c_str());
+  std::printf("\n%-34s %12s %12s %12s\n", "forward, 512-token chunks", "ctxstream", "PyTorch",
+              "vs PyTorch");
+  for (size_t k = 0; k < batches.size(); ++k) {
+    const std::string key = "batch" + std::to_string(batches[k]) + "_tok_s";
+    const double t = torch && torch->contains(key) ? (*torch)[key].get<double>() : 0.0;
+    char label[64], tcell[32] = "-", rcell[32] = "-";
+    std::snprintf(label, sizeof label, "batch %d, tokens/s", batches[k]);
+    if (t > 0) {
+      std::snprintf(tcell, sizeof tcell, "%.0f", t);
+      std::snprintf(rcell, sizeof rcell, "%.2fx", ours[k] / t);
+    }
+    std::printf("%-34s %12.0f %12s %12s\n", label, ours[k], tcell, rcell);
+  }
+  std::printf("\n");
 
   // Full compression of a long document: classifier vs everything else.
   std::string doc;
