@@ -13,7 +13,6 @@
 // when the CPU has them and OPENBLAS_CORETYPE is unset (re-exec with SkylakeX, see
 // blas_setup.h); an explicit OPENBLAS_CORETYPE is respected.
 #include <cblas.h>
-#include <sys/wait.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -25,6 +24,7 @@
 #include "common/model/blas_setup.h"
 #include "common/model/model.h"
 #include "common/model/perf.h"
+#include "loadtest/python_bench.h"
 
 namespace {
 
@@ -35,34 +35,11 @@ constexpr double kLlamaCppPrefill512 = 4950, kLlamaCppPrefill2048 = 3321,
 // nullopt (with a note on stderr) when python, torch or the script fails.
 std::optional<nlohmann::json> RunPyTorchBench(const std::string& model_dir, int threads,
                                               int repeats) {
-  const char* py_env = std::getenv("CTX_PYTHON");
-  const std::string python = py_env != nullptr ? py_env : "/usr/bin/python3";
+  const std::string python = ctx::bench::PythonInterpreter();
   const std::string cmd = python + " '" + std::string(CTX_SOURCE_DIR) +
                           "/loadtest/bench_pytorch.py' --threads " + std::to_string(threads) +
                           " --repeats " + std::to_string(repeats) + " --model '" + model_dir + "'";
-  std::fflush(stdout);
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return std::nullopt;
-  std::string out;
-  char buf[4096];
-  for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-  const int status = pclose(p);
-  const int rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  // The result is the last line that starts with '{'.
-  const size_t pos = out.rfind('{');
-  if (rc != 0 || pos == std::string::npos) {
-    std::fprintf(stderr,
-                 "note: PyTorch column skipped: `%s` failed (exit %d); needs python3 with "
-                 "torch and numpy\n",
-                 cmd.c_str(), rc);
-    return std::nullopt;
-  }
-  auto j = nlohmann::json::parse(out.substr(pos), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) {
-    std::fprintf(stderr, "note: PyTorch column skipped: unparsable output: %s\n", out.c_str());
-    return std::nullopt;
-  }
-  return j;
+  return ctx::bench::RunJsonChild(cmd);
 }
 
 }  // namespace

@@ -7,7 +7,6 @@
 // of a long text the share of time spent outside the classifier (post-processing).
 // Threads: OPENBLAS_NUM_THREADS (PyTorch gets the same number; default 1 for both).
 #include <cblas.h>
-#include <sys/wait.h>
 
 #include <chrono>
 #include <cstdio>
@@ -18,6 +17,7 @@
 
 #include "common/lingua/lingua_model.h"
 #include "common/lingua/prompt_compressor.h"
+#include "loadtest/python_bench.h"
 
 using namespace ctx::lingua;
 using Clock = std::chrono::steady_clock;
@@ -57,37 +57,14 @@ const char* kText =
 // on stderr) when python, torch or the script fails.
 std::optional<nlohmann::json> RunPyTorchBench(const std::string& model_dir, int threads, int iters,
                                               const std::vector<int>& batches) {
-  const char* py_env = std::getenv("CTX_PYTHON");
-  std::string cmd = std::string(py_env != nullptr ? py_env : "/usr/bin/python3") + " '" +
-                    CTX_SOURCE_DIR + "/tests/lingua/bench_pytorch_xlmr.py' --threads " +
-                    std::to_string(threads) + " --iters " + std::to_string(iters) + " --model '" +
-                    model_dir + "' --batch";
+  std::string cmd = ctx::bench::PythonInterpreter() + " '" + CTX_SOURCE_DIR +
+                    "/tests/lingua/bench_pytorch_xlmr.py' --threads " + std::to_string(threads) +
+                    " --iters " + std::to_string(iters) + " --model '" + model_dir + "' --batch";
   for (int b : batches) {
     cmd += ' ';
     cmd += std::to_string(b);
   }
-  std::fflush(stdout);
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return std::nullopt;
-  std::string out;
-  char buf[4096];
-  for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-  const int status = pclose(p);
-  const int rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  const size_t pos = out.rfind('{');  // the result is the last JSON line
-  if (rc != 0 || pos == std::string::npos) {
-    std::fprintf(stderr,
-                 "note: PyTorch column skipped: `%s` failed (exit %d); needs python3 with torch "
-                 "and numpy\n",
-                 cmd.c_str(), rc);
-    return std::nullopt;
-  }
-  auto j = nlohmann::json::parse(out.substr(pos), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) {
-    std::fprintf(stderr, "note: PyTorch column skipped: unparsable output: %s\n", out.c_str());
-    return std::nullopt;
-  }
-  return j;
+  return ctx::bench::RunJsonChild(cmd);
 }
 
 }  // namespace
