@@ -79,6 +79,16 @@ QueryEngine::Clock::time_point ClientDeadline(grpc::CallbackServerContext* conte
   return context->deadline();
 }
 
+// Answers a unary call on the callback thread: UNAUTHENTICATED without a tenant, else
+// the status `answer(tenant)` returns.
+template <typename Answer>
+grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* context,
+                                      const absl::StatusOr<std::string>& tenant, Answer answer) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(tenant.ok() ? answer(*tenant) : rpc::ToGrpcStatus(tenant.status()));
+  return reactor;
+}
+
 }  // namespace
 
 ControllerService::ControllerService(QueryEngine* engine, ApiKeys keys, size_t workers,
@@ -131,28 +141,18 @@ grpc::ServerWriteReactor<pb::QueryEvent>* ControllerService::Query(
 grpc::ServerUnaryReactor* ControllerService::GetContext(grpc::CallbackServerContext* context,
                                                         const pb::GetContextRequest* request,
                                                         pb::ContextInfo* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::StatusOr<std::string> tenant = Tenant(context);
-  if (!tenant.ok()) {
-    reactor->Finish(rpc::ToGrpcStatus(tenant.status()));
-    return reactor;
-  }
   // Registry lookups only: no outbound call, answered on the callback thread.
-  reactor->Finish(engine_->GetContext(*tenant, *request, response));
-  return reactor;
+  return FinishUnary(context, Tenant(context), [&](const std::string& tenant) {
+    return engine_->GetContext(tenant, *request, response);
+  });
 }
 
 grpc::ServerUnaryReactor* ControllerService::ListContexts(grpc::CallbackServerContext* context,
                                                           const pb::ListContextsRequest* request,
                                                           pb::ListContextsResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::StatusOr<std::string> tenant = Tenant(context);
-  if (!tenant.ok()) {
-    reactor->Finish(rpc::ToGrpcStatus(tenant.status()));
-    return reactor;
-  }
-  reactor->Finish(engine_->ListContexts(*tenant, *request, response));
-  return reactor;
+  return FinishUnary(context, Tenant(context), [&](const std::string& tenant) {
+    return engine_->ListContexts(tenant, *request, response);
+  });
 }
 
 grpc::ServerUnaryReactor* ControllerService::DeleteContext(
