@@ -34,6 +34,27 @@ if ! command -v kubectl >/dev/null 2>&1; then
   PACKAGES+=(kubernetes-client)
 fi
 
+# deploy/validate (tests/deploy): the Kubernetes OpenAPI schemas, from npm, pinned by
+# deploy/validate/package-lock.json. Node.js and npm: Debian's when none is installed.
+if ! command -v npm >/dev/null 2>&1; then
+  PACKAGES+=(nodejs npm)
+fi
+# `npm ci` into deploy/validate/node_modules, skipped when the lockfile is unchanged since the
+# last install (its hash is kept in node_modules/.ctxstream-lock.sha256).
+npm_validate_deps() {
+  local dir stamp want
+  dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/deploy/validate"
+  stamp="$dir/node_modules/.ctxstream-lock.sha256"
+  want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+    echo "setup: deploy/validate npm packages present"
+    return 0
+  fi
+  echo "setup: npm ci in deploy/validate"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$want" >"$stamp"
+}
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -43,6 +64,7 @@ done
 
 if ((${#missing[@]} == 0)); then
   echo "setup: all ${#PACKAGES[@]} packages present"
+  npm_validate_deps
   exit 0
 fi
 
@@ -54,3 +76,4 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # The redis package tries to start a daemon through init scripts; tests start their own.
 echo "setup: done"
+npm_validate_deps
