@@ -15,8 +15,9 @@
 // still carry some API versions that the API server no longer serves, so those removed up to
 // Kubernetes 1.27 (deploy/README.md's minimum) are refused by name (REMOVED_APIS).
 //
-// Prints one line per invalid object and a summary; exits 0 if every object is valid, 1 if
-// any is not, 2 if the input cannot be read or parsed.
+// Prints one line per invalid object ("INVALID kind/name (apiVersion, file#document): ...")
+// and one summary per input ("file: V/N objects valid (kind count, ...)"); exits 0 if every
+// object is valid, 1 if any is not, 2 if an input cannot be read or parsed.
 import { readFileSync } from "node:fs";
 import { parseAllDocuments } from "yaml";
 
@@ -132,33 +133,35 @@ function objectsOf(text, source) {
 
 async function main(args) {
   const inputs = args.length === 0 ? [["<stdin>", 0]] : args.map((a) => [a, a]);
-  let objects = [];
-  try {
-    for (const [source, file] of inputs) {
-      objects = objects.concat(objectsOf(readFileSync(file, "utf8"), source));
+  let invalidTotal = 0;
+  for (const [source, file] of inputs) {
+    let objects;
+    try {
+      objects = objectsOf(readFileSync(file, "utf8"), source);
+    } catch (e) {
+      console.error(`validate: ${e.message}`);
+      return 2;
     }
-  } catch (e) {
-    console.error(`validate: ${e.message}`);
-    return 2;
-  }
-  if (objects.length === 0) {
-    console.error("validate: no objects in the input");
-    return 2;
-  }
-  const counts = new Map();
-  let invalid = 0;
-  for (const { where, obj } of objects) {
-    const problems = await problemsOf(obj);
-    const label = `${obj?.kind}/${obj?.metadata?.name} (${obj?.apiVersion}, ${where})`;
-    if (problems.length > 0) {
-      ++invalid;
-      console.log(`INVALID ${label}: ${problems.join("; ")}`);
+    if (objects.length === 0) {
+      console.error(`validate: ${source}: no objects`);
+      return 2;
     }
-    counts.set(obj?.kind, (counts.get(obj?.kind) ?? 0) + 1);
+    const counts = new Map();
+    let invalid = 0;
+    for (const { where, obj } of objects) {
+      const problems = await problemsOf(obj);
+      if (problems.length > 0) {
+        ++invalid;
+        const label = `${obj?.kind}/${obj?.metadata?.name} (${obj?.apiVersion}, ${where})`;
+        console.log(`INVALID ${label}: ${problems.join("; ")}`);
+      }
+      counts.set(obj?.kind, (counts.get(obj?.kind) ?? 0) + 1);
+    }
+    const summary = [...counts.entries()].sort().map(([k, n]) => `${k} ${n}`).join(", ");
+    console.log(`${source}: ${objects.length - invalid}/${objects.length} objects valid (${summary})`);
+    invalidTotal += invalid;
   }
-  const summary = [...counts.entries()].sort().map(([k, n]) => `${k} ${n}`).join(", ");
-  console.log(`${objects.length - invalid}/${objects.length} objects valid (${summary})`);
-  return invalid === 0 ? 0 : 1;
+  return invalidTotal === 0 ? 0 : 1;
 }
 
 process.exitCode = await main(process.argv.slice(2));
