@@ -193,7 +193,10 @@ void ControllerMetrics::ObserveStage(Stage stage, Form form, double seconds) {
 void ControllerMetrics::CountQuery(Form form, bool slo_violated) {
   const Labels f = {{"form", FormLabel(form)}};
   queries_.Add(f).Increment();
-  if (slo_violated) slo_violations_.Add(f).Increment();
+  // The violations series exists (at 0) from the first query on, so that violation ratios
+  // (dashboards, rules.yml) read 0 rather than nothing before the first violation.
+  auto& violations = slo_violations_.Add(f);
+  if (slo_violated) violations.Increment();
 }
 
 void ControllerMetrics::CountDecision(Form form, int level, bool replan) {

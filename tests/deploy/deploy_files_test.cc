@@ -99,8 +99,98 @@ bool LabelsMatch(const json& selector, const json& labels) {
   return true;
 }
 
-// Checks one rendered overlay; `tls` says whether the overlay is the mutual-TLS one.
-void CheckOverlay(const std::string& overlay, const std::string& ns, bool tls) {
+// Grafana (deploy/grafana/kustomization.yaml, in the dev overlay): the dashboards and the
+// provisioning files reach the pod where Grafana and the provider config look for them.
+void CheckGrafana(const std::map<std::string, std::vector<json>>& by_kind) {
+  std::map<std::string, json> cms;  // name without kustomize's hash suffix -> ConfigMap
+  for (const auto& cm : by_kind.at("ConfigMap")) {
+    const std::string name = Str(cm, "/metadata/name");
+    cms[name.substr(0, name.rfind('-'))] = cm;
+  }
+  REQUIRE(cms.count("grafana-dashboards") == 1);
+  REQUIRE(cms.count("grafana-dashboard-provider") == 1);
+  REQUIRE(cms.count("grafana-datasources") == 1);
+  // Every dashboard file, byte for byte.
+  int dashboards = 0;
+  for (const auto& entry : fs::directory_iterator(kRoot + "/deploy/grafana/dashboards")) {
+    if (entry.path().extension() != ".json") continue;
+    ++dashboards;
+    const std::string file = entry.path().filename().string();
+    INFO(file);
+    CHECK(Str(cms["grafana-dashboards"], "/data/" + file) == ReadFileOrThrow(entry.path()));
+  }
+  CHECK(cms["grafana-dashboards"]["data"].size() == static_cast<size_t>(dashboards));
+  const std::string provider_yaml =
+      ReadFileOrThrow(kRoot + "/deploy/grafana/provisioning/dashboards/ctxstream.yaml");
+  CHECK(Str(cms["grafana-dashboard-provider"], "/data/ctxstream.yaml") == provider_yaml);
+  const auto provider =
+      YamlDocs("cat " + ShellQuote(kRoot + "/deploy/grafana/provisioning/dashboards/"
+                                           "ctxstream.yaml"));
+  const std::string dash_path = Str(provider.at(0), "/providers/0/options/path");
+  const auto datasource = YamlDocs(
+      "printf '%s' " + ShellQuote(Str(cms["grafana-datasources"], "/data/prometheus.yaml")));
+  REQUIRE(datasource.size() == 1);
+  CHECK(Str(datasource[0], "/datasources/0/type") == "prometheus");
+  CHECK(Str(datasource[0], "/datasources/0/url").rfind("http://", 0) == 0);
+
+  const json* dep = nullptr;
+  for (const auto& d : by_kind.at("Deployment")) {
+    if (Str(d, "/metadata/name") == "grafana") dep = &d;
+  }
+  REQUIRE(dep != nullptr);
+  const json& pod = (*dep)["spec"]["template"]["spec"];
+  CHECK(pod["securityContext"]["runAsNonRoot"] == true);
+  const json& c = pod["containers"][0];
+  std::map<std::string, std::string> volume_cm;  // volume name -> ConfigMap name
+  for (const auto& v : pod["volumes"]) {
+    if (v.contains("configMap")) volume_cm[v["name"]] = Str(v, "/configMap/name");
+  }
+  std::map<std::string, std::string> mounted;  // mount path -> ConfigMap name
+  for (const auto& m : c["volumeMounts"]) {
+    if (volume_cm.count(m["name"])) mounted[m["mountPath"]] = volume_cm[m["name"]];
+  }
+  CHECK(mounted[dash_path] == Str(cms["grafana-dashboards"], "/metadata/name"));
+  CHECK(mounted["/etc/grafana/provisioning/dashboards"] ==
+        Str(cms["grafana-dashboard-provider"], "/metadata/name"));
+  CHECK(mounted["/etc/grafana/provisioning/datasources"] ==
+        Str(cms["grafana-datasources"], "/metadata/name"));
+  // The home dashboard is one of the mounted files.
+  for (const auto& e : c["env"]) {
+    if (e["name"] == "GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH") {
+      const std::string home = e["value"];
+      CHECK(home.rfind(dash_path + "/", 0) == 0);
+      CHECK(cms["grafana-dashboards"]["data"].contains(home.substr(dash_path.size() + 1)));
+    }
+  }
+  // Probes on the UI port, which the Service and the NetworkPolicy open.
+  CHECK(c["ports"][0]["name"] == "http");
+  CHECK(c["ports"][0]["containerPort"] == 3000);
+  for (const char* probe : {"livenessProbe", "readinessProbe", "startupProbe"}) {
+    INFO(probe);
+    CHECK(Str(c, std::string("/") + probe + "/httpGet/path") == "/api/health");
+    CHECK(Str(c, std::string("/") + probe + "/httpGet/port") == "http");
+  }
+  bool policy = false;
+  for (const auto& np : by_kind.at("NetworkPolicy")) {
+    if (Str(np, "/metadata/name") != "grafana") continue;
+    policy = true;
+    CHECK(np["spec"]["ingress"][0]["ports"][0]["port"] == 3000);
+    bool to_prometheus = false;
+    for (const auto& rule : np["spec"]["egress"]) {
+      for (const auto& peer : rule["to"]) {
+        if (Str(peer, "/podSelector/matchLabels/app.kubernetes.io~1name") == "prometheus") {
+          to_prometheus = rule["ports"][0]["port"] == 9090;
+        }
+      }
+    }
+    CHECK(to_prometheus);
+  }
+  CHECK(policy);
+}
+
+// Checks one rendered overlay; `tls` says whether the overlay is the mutual-TLS one, `grafana`
+// whether it carries Grafana (deploy/grafana).
+void CheckOverlay(const std::string& overlay, const std::string& ns, bool tls, bool grafana) {
   const auto docs =
       YamlDocs("kubectl kustomize " + ShellQuote(kRoot + "/deploy/k8s/overlays/" + overlay));
   std::map<std::string, std::vector<json>> by_kind;
@@ -116,11 +206,15 @@ void CheckOverlay(const std::string& overlay, const std::string& ns, bool tls) {
   REQUIRE(by_kind["Namespace"].size() == 1);
   CHECK(Str(by_kind["Namespace"][0], "/metadata/name") == ns);
 
-  // The flags ConfigMap (name carries kustomize's content hash).
-  REQUIRE(by_kind["ConfigMap"].size() == 1);
-  const json& flags = by_kind["ConfigMap"][0];
+  // The flags ConfigMap (name carries kustomize's content hash), and Grafana's three.
+  REQUIRE(by_kind["ConfigMap"].size() == (grafana ? 4u : 1u));
+  json flags;
+  for (const auto& cm : by_kind["ConfigMap"]) {
+    if (Str(cm, "/metadata/name").rfind("ctxstream-flags-", 0) == 0) flags = cm;
+  }
   const std::string flags_name = Str(flags, "/metadata/name");
-  CHECK(flags_name.rfind("ctxstream-flags-", 0) == 0);
+  REQUIRE(!flags_name.empty());
+  if (grafana) CheckGrafana(by_kind);
 
   std::map<std::string, json> deployments;
   for (const auto& d : by_kind["Deployment"]) {
@@ -229,8 +323,10 @@ void CheckOverlay(const std::string& overlay, const std::string& ns, bool tls) {
       CHECK(ports["metrics"] == kPorts.at(name).second);
     }
   }
-  CHECK(services ==
-        std::set<std::string>{"compressor", "controller", "inference", "kvcache", "redis"});
+  std::set<std::string> expected_services = {"compressor", "controller", "inference", "kvcache",
+                                             "redis"};
+  if (grafana) expected_services.insert("grafana");
+  CHECK(services == expected_services);
 
   // One PodDisruptionBudget per Deployment.
   std::set<std::string> pdbs;
@@ -278,6 +374,7 @@ void CheckOverlay(const std::string& overlay, const std::string& ns, bool tls) {
   for (const auto& np : by_kind["NetworkPolicy"]) {
     const json& sel = np["spec"]["podSelector"]["matchLabels"];
     const std::string self = Str(sel, "/app.kubernetes.io~1name");
+    if (self == "grafana") continue;  // CheckGrafana
     if (self.empty()) {
       default_deny = !np["spec"].contains("ingress") && !np["spec"].contains("egress") &&
                      np["spec"]["policyTypes"].size() == 2 &&
@@ -330,8 +427,8 @@ TEST_CASE("kustomize renders the dev and prod overlays with probes, resources an
     return;
   }
   if (!HaveYamlTools()) return;
-  SECTION("dev") { CheckOverlay("dev", "ctxstream-dev", /*tls=*/false); }
-  SECTION("prod") { CheckOverlay("prod", "ctxstream", /*tls=*/true); }
+  SECTION("dev") { CheckOverlay("dev", "ctxstream-dev", /*tls=*/false, /*grafana=*/true); }
+  SECTION("prod") { CheckOverlay("prod", "ctxstream", /*tls=*/true, /*grafana=*/false); }
 }
 
 TEST_CASE("promtool accepts the Prometheus config and rules, and the rule unit tests pass",

@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 
 #include <array>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -165,6 +166,109 @@ std::set<std::string> MetricIdentifiers(const std::string& text) {
     names.insert(it->str());
   }
   return names;
+}
+
+std::set<std::string> SampleLineNamesOf(const std::string& exposition) {
+  std::set<std::string> names;
+  std::istringstream in(exposition);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    const size_t end = line.find_first_of("{ ");
+    if (end == std::string::npos || end == 0) continue;
+    names.insert(line.substr(0, end));
+  }
+  return names;
+}
+
+namespace {
+
+bool IsIdentStart(char c) {
+  return std::isalpha(static_cast<unsigned char>(c)) || c == '_' || c == ':';
+}
+bool IsIdentChar(char c) { return IsIdentStart(c) || std::isdigit(static_cast<unsigned char>(c)); }
+
+// Index just past the bracket that closes the one at `open` (text[open] is '(' '{' or '['),
+// skipping string literals; text.size() if unbalanced.
+size_t SkipBalanced(const std::string& text, size_t open) {
+  const char o = text[open];
+  const char c = o == '(' ? ')' : o == '{' ? '}' : ']';
+  int depth = 0;
+  for (size_t i = open; i < text.size(); ++i) {
+    const char ch = text[i];
+    if (ch == '"' || ch == '\'' || ch == '`') {
+      const size_t close = text.find(ch, i + 1);
+      if (close == std::string::npos) return text.size();
+      i = close;
+    } else if (ch == o) {
+      ++depth;
+    } else if (ch == c && --depth == 0) {
+      return i + 1;
+    }
+  }
+  return text.size();
+}
+
+}  // namespace
+
+std::set<std::string> PromqlMetricNames(const std::string& expr) {
+  static const std::set<std::string> kKeywords = {
+      "and",     "or",    "unless",   "bool",       "offset",      "by",
+      "without", "on",    "ignoring", "group_left", "group_right", "inf",
+      "nan",     "atan2", "start",    "end",        "Inf",         "NaN"};
+  // Aggregation operators may take their by/without clause before the parentheses
+  // ("sum by (le) (...)"), so they are not always followed by '('.
+  static const std::set<std::string> kAggregations = {
+      "sum",   "min",          "max",     "avg",  "group",    "stddev", "stdvar",
+      "count", "count_values", "bottomk", "topk", "quantile", "limitk", "limit_ratio"};
+  static const std::set<std::string> kLabelLists = {"by",       "without",    "on",
+                                                    "ignoring", "group_left", "group_right"};
+  std::set<std::string> names;
+  size_t i = 0;
+  while (i < expr.size()) {
+    const char ch = expr[i];
+    if (ch == '"' || ch == '\'' || ch == '`') {  // string literal
+      const size_t close = expr.find(ch, i + 1);
+      i = close == std::string::npos ? expr.size() : close + 1;
+    } else if (ch == '{' || ch == '[') {  // label matchers, range or subquery
+      i = SkipBalanced(expr, i);
+    } else if (ch == '$') {  // Grafana variable: $name or ${name}
+      ++i;
+      if (i < expr.size() && expr[i] == '{') {
+        i = SkipBalanced(expr, i);
+      } else {
+        while (i < expr.size() && IsIdentChar(expr[i])) ++i;
+      }
+    } else if (std::isdigit(static_cast<unsigned char>(ch)) || ch == '.') {  // 0.95, 1e3, 5m
+      while (i < expr.size() && (IsIdentChar(expr[i]) || expr[i] == '.')) ++i;
+    } else if (IsIdentStart(ch)) {
+      const size_t start = i;
+      while (i < expr.size() && IsIdentChar(expr[i])) ++i;
+      const std::string word = expr.substr(start, i - start);
+      size_t next = i;
+      while (next < expr.size() && std::isspace(static_cast<unsigned char>(expr[next]))) ++next;
+      const bool call = next < expr.size() && expr[next] == '(';
+      if (kLabelLists.count(word) && call) {
+        i = SkipBalanced(expr, next);  // by (le, form): label names, not metrics
+      } else if (!call && !kKeywords.count(word) && !kAggregations.count(word)) {
+        names.insert(word);
+      }
+    } else {
+      ++i;
+    }
+  }
+  return names;
+}
+
+std::set<std::string> GrafanaQueryMetricNames(const std::string& query) {
+  static const std::regex kLabelValues(
+      R"(^\s*label_values\(\s*([^,()]*?)\s*(,\s*[A-Za-z_][A-Za-z0-9_]*\s*)?\)\s*$)");
+  std::smatch m;
+  if (std::regex_match(query, m, kLabelValues)) {
+    if (!m[2].matched) return {};  // label_values(label): every series, no metric named
+    return PromqlMetricNames(m[1].str());
+  }
+  return PromqlMetricNames(query);
 }
 
 }  // namespace ctx::testing

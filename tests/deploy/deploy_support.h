@@ -48,4 +48,19 @@ std::set<std::string> ExportedFamilyNames();
 // Every identifier matching ctxstream_[a-z0-9_]+ in `text`.
 std::set<std::string> MetricIdentifiers(const std::string& text);
 
+// Names of the samples an exposition text actually carries (lines "<name>{...} <value>" or
+// "<name> <value>"), so a family declared without any series does not count; histograms
+// appear as their _bucket/_sum/_count samples.
+std::set<std::string> SampleLineNamesOf(const std::string& exposition);
+
+// The metric names a PromQL expression selects: string literals, label matchers {...},
+// ranges [...], Grafana variables ($x, ${x}), numbers and durations are skipped, as are
+// function and aggregation names (an identifier before '('), keywords and the label lists
+// of by/without/on/ignoring/group_left/group_right. Recording-rule names (with ':') count.
+//   PromqlMetricNames("sum by (le) (rate(a_bucket{x=\"y\"}[5m])) / b") == {"a_bucket", "b"}
+std::set<std::string> PromqlMetricNames(const std::string& expr);
+// The metric a Grafana templating query reads: label_values(<metric>, <label>) -> {metric};
+// label_values(<label>) -> {}; anything else is parsed as PromQL.
+std::set<std::string> GrafanaQueryMetricNames(const std::string& query);
+
 }  // namespace ctx::testing
