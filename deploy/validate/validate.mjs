@@ -8,8 +8,11 @@
 // kubernetes-models (the built-in API groups of Kubernetes 1.34) and
 // @kubernetes-models/prometheus-operator (the monitoring.coreos.com CRDs: ServiceMonitor...).
 // They check types, required fields, enums and formats. Like the API server's OpenAPI schema
-// they allow unknown fields; kubectl's server-side strict field validation catches those at
-// apply time.
+// they allow unknown fields, so a typo in an optional field's name ("livenesProbe") would
+// pass: field names are therefore also checked against every property name that the
+// packages' type declarations (*.d.ts) declare anywhere, skipping the contents of map- or
+// any-typed properties (labels, data, resources, ...). That catches misspelt names, not a
+// real name in the wrong place; the API server's strict field validation catches the rest.
 //
 // An object whose apiVersion/kind neither package knows is an error, not a pass. The packages
 // still carry some API versions that the API server no longer serves, so those removed up to
@@ -18,7 +21,9 @@
 // Prints one line per invalid object ("INVALID kind/name (apiVersion, file#document): ...")
 // and one summary per input ("file: V/N objects valid (kind count, ...)"); exits 0 if every
 // object is valid, 1 if any is not, 2 if an input cannot be read or parsed.
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { parseAllDocuments } from "yaml";
 
 // Where the model class of apiVersion `group/version` (group "" is the core group) lives.
@@ -52,6 +57,64 @@ const REMOVED_APIS = new Map([
 ]);
 
 const modelCache = new Map();
+
+// Every property name the API types declare, and those whose values are maps or untyped
+// (their keys are data, not field names). From the packages' *.d.ts files: lines such as
+//   "livenessProbe"?: IIoK8sApiCoreV1Probe;      "labels"?: {  [key: string]: string; };
+function declaredFieldNames() {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const roots = ["kubernetes-models", "@kubernetes-models/apimachinery",
+                 "@kubernetes-models/prometheus-operator"].map((p) => join(here, "node_modules", p));
+  const known = new Set();
+  const opaque = new Set();
+  const property = /^\s*"([^"]+)"\??:\s*(.*)$/;
+  const walk = (dir) => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const path = join(dir, e.name);
+      if (e.isDirectory()) {
+        if (e.name !== "_schemas" && e.name !== "node_modules") walk(path);
+        continue;
+      }
+      if (!e.name.endsWith(".d.ts")) continue;
+      const lines = readFileSync(path, "utf8").split("\n");
+      for (let i = 0; i < lines.length; ++i) {
+        const m = property.exec(lines[i]);
+        if (!m) continue;
+        known.add(m[1]);
+        const type = m[2].trim();
+        const next = (lines[i + 1] ?? "").trim();
+        if (/^\{\s*\[key: string\]/.test(type) || (type === "{" && next.startsWith("[key: string]")) ||
+            /^(any|unknown|object)\b/.test(type)) {
+          opaque.add(m[1]);
+        }
+      }
+    }
+  };
+  roots.forEach(walk);
+  if (known.size < 500) throw new Error(`only ${known.size} field names declared: packages broken?`);
+  return { known, opaque };
+}
+
+let fieldNames = null;
+
+// Paths of the fields of `value` whose names no API type declares.
+function unknownFields(value, path = "") {
+  fieldNames ??= declaredFieldNames();
+  const found = [];
+  if (Array.isArray(value)) {
+    value.forEach((v, i) => found.push(...unknownFields(v, `${path}[${i}]`)));
+  } else if (value !== null && typeof value === "object") {
+    for (const [key, v] of Object.entries(value)) {
+      const p = path === "" ? key : `${path}.${key}`;
+      if (!fieldNames.known.has(key)) {
+        found.push(p);
+      } else if (!fieldNames.opaque.has(key)) {
+        found.push(...unknownFields(v, p));
+      }
+    }
+  }
+  return found;
+}
 
 // The model class for apiVersion/kind, or null when no installed package defines it.
 async function modelClass(apiVersion, kind) {
@@ -110,6 +173,7 @@ async function problemsOf(obj) {
     if (!e.errors) throw e;  // a bug, not a validation error
     problems.push(e.message);
   }
+  for (const path of unknownFields(obj)) problems.push(`unknown field ${path}`);
   return problems;
 }
 

@@ -148,7 +148,7 @@ TEST_CASE("every rendered object of both overlays validates against the Kubernet
   }
 }
 
-TEST_CASE("the schema validator rejects broken objects and unknown or removed API versions",
+TEST_CASE("the schema validator rejects broken objects, misspelt fields, unknown or removed APIs",
           "[deploy][k8s][schema]") {
   if (!Tools()) return;
   const std::vector<json> good = Render("dev");
@@ -200,6 +200,15 @@ TEST_CASE("the schema validator rejects broken objects and unknown or removed AP
       {"an unknown kind", "PodDisruptionBudget", "redis",
        [](json& d) { d["kind"] = "PodDisruptionBudgett"; },
        "no schema for apiVersion policy/v1 kind PodDisruptionBudgett"},
+      {"misspelt optional field", "Deployment", "inference",
+       [](json& d) {
+         json& c = d["spec"]["template"]["spec"]["containers"][0];
+         c["readinesProbe"] = c["readinessProbe"];
+         c.erase("readinessProbe");
+       },
+       "unknown field spec.template.spec.containers[0].readinesProbe"},
+      {"field that no API type has", "Service", "kvcache",
+       [](json& d) { d["spec"]["sessionAfinity"] = "None"; }, "unknown field spec.sessionAfinity"},
       {"name that is not a DNS-1123 subdomain", "Service", "redis",
        [](json& d) { d["metadata"]["name"] = "Redis_Store"; }, "is not a DNS-1123 subdomain"},
   };
