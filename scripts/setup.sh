@@ -35,23 +35,24 @@ if ! command -v kubectl >/dev/null 2>&1; then
 fi
 
 # deploy/validate (tests/deploy): the Kubernetes OpenAPI schemas, from npm, pinned by
-# deploy/validate/package-lock.json. Node.js and npm: Debian's when none is installed.
-if ! command -v npm >/dev/null 2>&1; then
+# deploy/validate/package-lock.json. Node.js and npm: Debian's when none is installed. Where
+# the lockfile is absent (docker/Dockerfile's build stage copies only this script), skipped.
+VALIDATE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/deploy/validate"
+if [[ -f "$VALIDATE_DIR/package-lock.json" ]] && ! command -v npm >/dev/null 2>&1; then
   PACKAGES+=(nodejs npm)
 fi
 # `npm ci` into deploy/validate/node_modules, skipped when the lockfile is unchanged since the
 # last install (its hash is kept in node_modules/.ctxstream-lock.sha256).
 npm_validate_deps() {
-  local dir stamp want
-  dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/deploy/validate"
-  stamp="$dir/node_modules/.ctxstream-lock.sha256"
-  want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+  local stamp="$VALIDATE_DIR/node_modules/.ctxstream-lock.sha256" want
+  [[ -f "$VALIDATE_DIR/package-lock.json" ]] || return 0
+  want="$(sha256sum "$VALIDATE_DIR/package-lock.json" | cut -d' ' -f1)"
   if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
     echo "setup: deploy/validate npm packages present"
     return 0
   fi
   echo "setup: npm ci in deploy/validate"
-  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  (cd "$VALIDATE_DIR" && npm ci --no-audit --no-fund --loglevel=error)
   echo "$want" >"$stamp"
 }
 
