@@ -3,15 +3,18 @@
 // Why a separate module at all: Debian's libsentencepiece bundles and exports its own
 // protobuf-lite (3.14), while gRPC links libprotobuf 3.21. Linked into one executable, one copy
 // binds to the other's symbols at start-up and the process dies (a segfault in libprotobuf's
-// static initialisers, or sentencepiece's "compiled against 3.14" version check). So whatever
-// needs libsentencepiece (ctx_tokenizer, ctx_lingua) is built into a shared object with the
-// CMake recipe `ctx_add_sentencepiece_module` (common/tokenizer/CMakeLists.txt) and opened here
-// with dlopen(RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND): the module resolves protobuf to
-// libsentencepiece's copy first and the gRPC side never sees it. Only std, absl (shared) and
-// plain structs cross the boundary.
+// static initialisers, or sentencepiece's "compiled against 3.14" version check). So code that
+// needs libsentencepiece (today: common/lingua, for XLM-R's tokenizer) is built into a shared
+// object with the CMake recipe `ctx_add_sentencepiece_module` (common/tokenizer/CMakeLists.txt)
+// and opened here with dlopen(RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND): the module resolves
+// protobuf to libsentencepiece's copy first and the gRPC side never sees it. Only std, absl
+// (shared) and plain structs cross the boundary.
 //
-// Modules of this repo: libctx_tokenizer_module.so (tokenizer_api.h, used by the inference
-// service) and libctx_lingua_engine.so (services/compressor/lingua_engine.h).
+// ctx_tokenizer (Llama tokenizers) needs none of this: it runs on the built-in protobuf-free
+// reader (sentencepiece_model.h) and is linked directly.
+//
+// Modules of this repo: libctx_lingua_engine.so (services/compressor/lingua_engine.h) and the
+// test module of tests/tokenizer.
 #pragma once
 
 #include <string>

@@ -1,8 +1,8 @@
-// The tokenizer as a gRPC process sees it: an interface over plain std types, implemented by
-// libctx_tokenizer_module.so (tokenizer_module.cc: ctx::tokenizer::Tokenizer +
-// libsentencepiece) and opened with LoadTokenizerModule. See module_loader.h for why a process
-// that links gRPC must not link ctx_tokenizer directly. Tools and tests without gRPC may link
-// ctx_tokenizer and use tokenizer.h instead.
+// The tokenizer as the services see it: an interface over plain std types (error strings, no
+// StatusOr), implemented in-process over ctx::tokenizer::Tokenizer. Tokenizer runs on the
+// built-in protobuf-free SentencePiece reader (sentencepiece_model.h), so gRPC binaries link
+// ctx_tokenizer directly; only code that needs libsentencepiece itself (common/lingua) must
+// go through a module (module_loader.h).
 #pragma once
 
 #include <cstdint>
@@ -38,16 +38,8 @@ class TokenizerApi {
   virtual std::unique_ptr<StreamDecoderApi> NewStreamDecoder(bool at_text_start) const = 0;
 };
 
-// The module's entry point (extern "C"): a tokenizer for <model_dir> (Tokenizer::LoadFromModelDir),
-// or null with *error set.
-using LoadTokenizerFn = TokenizerApi* (*)(const char* model_dir, std::string* error);
-inline constexpr const char* kLoadTokenizerSymbol = "ctx_load_tokenizer";
-inline constexpr const char* kTokenizerModuleName = "libctx_tokenizer_module.so";
-
-// Opens libctx_tokenizer_module.so (next to the executable, then in `extra_dir` if non-empty)
-// and loads the tokenizer of `model_dir`. FailedPrecondition naming the module paths tried or
-// the model directory's error.
-absl::StatusOr<std::unique_ptr<TokenizerApi>> LoadTokenizerModule(
-    const std::string& model_dir, const std::string& extra_dir = "");
+// The tokenizer of `model_dir` (Tokenizer::LoadFromModelDir); FailedPrecondition naming the
+// directory and what is wrong with its tokenizer.model.
+absl::StatusOr<std::unique_ptr<TokenizerApi>> LoadTokenizer(const std::string& model_dir);
 
 }  // namespace ctx::tokenizer

@@ -20,7 +20,7 @@
 
 namespace ctx::inference {
 
-// The tokenizer module (common/tokenizer/tokenizer_api.h).
+// The tokenizer interface (common/tokenizer/tokenizer_api.h).
 using tokenizer::StreamDecoderApi;
 using tokenizer::TokenizerApi;
 

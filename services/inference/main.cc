@@ -88,7 +88,7 @@ int main(int argc, char** argv) {
   const std::string model_dir = ResolveModelDir(absl::GetFlag(FLAGS_model_dir));
   auto model = ctx::model::Model::Load(model_dir);
   if (!model.ok()) return server_main.Fail(model.status());
-  auto tokenizer = ctx::tokenizer::LoadTokenizerModule(model_dir);
+  auto tokenizer = ctx::tokenizer::LoadTokenizer(model_dir);
   if (!tokenizer.ok()) return server_main.Fail(tokenizer.status());
   auto codec = LoadCodec(**model, model_dir);
   if (!codec.ok()) return server_main.Fail(codec.status());

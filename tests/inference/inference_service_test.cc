@@ -43,9 +43,8 @@ Env& GetEnv() {
                       nullptr, nullptr};
     e->stub = v1::Inference::NewStub(
         grpc::CreateChannel(e->service.grpc_address, grpc::InsecureChannelCredentials()));
-    // The same tokenizer module the server loads (in-process library reference).
-    auto t = tokenizer::LoadTokenizerModule(SourcePath("models/tiny-llama"),
-                                            std::string(CTX_BINARY_DIR) + "/bin");
+    // The same tokenizer the server uses (in-process library reference).
+    auto t = tokenizer::LoadTokenizer(SourcePath("models/tiny-llama"));
     INFO(t.status().ToString());
     REQUIRE(t.ok());
     e->tok = std::move(*t);

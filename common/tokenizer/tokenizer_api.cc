@@ -1,9 +1,8 @@
-// libctx_tokenizer_module.so: ctx::tokenizer::Tokenizer behind TokenizerApi (tokenizer_api.h).
-#include <string>
+#include "common/tokenizer/tokenizer_api.h"
 
+#include "absl/strings/str_cat.h"
 #include "common/tokenizer/stream_decoder.h"
 #include "common/tokenizer/tokenizer.h"
-#include "common/tokenizer/tokenizer_api.h"
 
 namespace ctx::tokenizer {
 namespace {
@@ -56,14 +55,14 @@ class TokenizerImpl final : public TokenizerApi {
 };
 
 }  // namespace
-}  // namespace ctx::tokenizer
 
-extern "C" __attribute__((visibility("default"))) ctx::tokenizer::TokenizerApi* ctx_load_tokenizer(
-    const char* model_dir, std::string* error) {
-  auto t = ctx::tokenizer::Tokenizer::LoadFromModelDir(model_dir);
+absl::StatusOr<std::unique_ptr<TokenizerApi>> LoadTokenizer(const std::string& model_dir) {
+  absl::StatusOr<std::unique_ptr<Tokenizer>> t = Tokenizer::LoadFromModelDir(model_dir);
   if (!t.ok()) {
-    *error = std::string(t.status().message());
-    return nullptr;
+    return absl::FailedPreconditionError(
+        absl::StrCat("tokenizer of ", model_dir, ": ", t.status().message()));
   }
-  return new ctx::tokenizer::TokenizerImpl(std::move(*t));
+  return std::unique_ptr<TokenizerApi>(new TokenizerImpl(*std::move(t)));
 }
+
+}  // namespace ctx::tokenizer
