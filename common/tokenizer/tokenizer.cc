@@ -5,7 +5,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
-#include "common/tokenizer/sentencepiece_backend.h"
+#include "common/tokenizer/sentencepiece_model.h"
 
 namespace ctx::tokenizer {
 namespace {
@@ -39,16 +39,16 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::LoadFromModelDir(const std
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& model_path,
                                                            int bos_id, int eos_id) {
-  std::string error;
-  auto sp = internal::SentencePieceBackend::Load(model_path, &error);
-  if (sp == nullptr) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot load SentencePiece model ", model_path, ": ", error));
+  absl::StatusOr<SentencePieceModel> model = SentencePieceModel::Load(model_path);
+  if (!model.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat("cannot load SentencePiece model ",
+                                                      model_path, ": ", model.status().message()));
   }
+  auto sp = std::make_unique<SentencePieceModel>(*std::move(model));
   std::unique_ptr<Tokenizer> t(new Tokenizer());
-  t->vocab_size_ = sp->PieceSize();
-  t->bos_id_ = bos_id >= 0 ? bos_id : sp->BosId();
-  t->eos_id_ = eos_id >= 0 ? eos_id : sp->EosId();
+  t->vocab_size_ = sp->size();
+  t->bos_id_ = bos_id >= 0 ? bos_id : sp->bos_id();
+  t->eos_id_ = eos_id >= 0 ? eos_id : sp->eos_id();
   for (int32_t id : {t->bos_id_, t->eos_id_}) {
     if (id < 0 || id >= t->vocab_size_) {
       return absl::FailedPreconditionError(absl::StrCat(model_path, ": special token id ", id,
@@ -60,11 +60,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& mo
 }
 
 absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(absl::string_view text, bool add_bos) const {
-  std::vector<int> pieces;
-  std::string error;
-  if (!sp_->Encode(std::string(text), &pieces, &error)) {
-    return absl::InvalidArgumentError(absl::StrCat("tokenizer: cannot encode text: ", error));
-  }
+  const std::vector<int> pieces = sp_->Encode(text);
   std::vector<int32_t> ids;
   ids.reserve(pieces.size() + 1);
   if (add_bos) ids.push_back(bos_id_);
@@ -83,11 +79,7 @@ absl::StatusOr<std::string> Tokenizer::Decode(std::span<const int32_t> ids) cons
     }
     pieces.push_back(ids[i]);
   }
-  std::string text, error;
-  if (!sp_->Decode(pieces, &text, &error)) {
-    return absl::InvalidArgumentError(absl::StrCat("tokenizer: cannot decode ids: ", error));
-  }
-  return text;
+  return sp_->Decode(pieces);
 }
 
 absl::StatusOr<std::string> Tokenizer::TokenBytes(int32_t id) const {
@@ -95,10 +87,11 @@ absl::StatusOr<std::string> Tokenizer::TokenBytes(int32_t id) const {
     return absl::InvalidArgumentError(absl::StrCat(
         "tokenizer: token id ", id, " is outside the vocabulary [0, ", vocab_size_, ")"));
   }
-  if (sp_->IsControl(id)) return std::string();
-  if (sp_->IsUnknown(id)) return std::string(" \xE2\x81\x87 ");
-  const std::string& piece = sp_->IdToPiece(id);
-  if (sp_->IsByte(id)) {
+  const SentencePieceModel::Piece& p = sp_->piece(id);
+  if (p.type == SentencePieceModel::PieceType::kControl) return std::string();
+  if (p.type == SentencePieceModel::PieceType::kUnknown) return std::string(" \xE2\x81\x87 ");
+  const std::string& piece = p.text;
+  if (p.type == SentencePieceModel::PieceType::kByte) {
     // "<0xNN>": exactly one byte.
     if (piece.size() != 6) return absl::InternalError(absl::StrCat("bad byte piece ", piece));
     return std::string(1, static_cast<char>(std::stoi(piece.substr(3, 2), nullptr, 16)));
@@ -118,12 +111,13 @@ absl::StatusOr<std::string> Tokenizer::TokenBytes(int32_t id) const {
 }
 
 bool Tokenizer::IsControl(int32_t id) const {
-  return id >= 0 && id < vocab_size_ && sp_->IsControl(id);
+  return id >= 0 && id < vocab_size_ &&
+         sp_->piece(id).type == SentencePieceModel::PieceType::kControl;
 }
 
 std::string Tokenizer::IdToPiece(int32_t id) const {
   if (id < 0 || id >= vocab_size_) return std::string();
-  return sp_->IdToPiece(id);
+  return sp_->piece(id).text;
 }
 
 }  // namespace ctx::tokenizer

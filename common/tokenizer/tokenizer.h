@@ -1,5 +1,7 @@
 // SentencePiece tokenizer of a Llama checkpoint (tokenizer.model), with the special ids the
 // checkpoint declares. LM input = [BOS] + sp.encode(text), as HF's LlamaTokenizer builds it.
+// Runs on the built-in, protobuf-free reader (sentencepiece_model.h, BPE models), so it may
+// be linked into gRPC processes.
 #pragma once
 
 #include <cstdint>
@@ -13,9 +15,7 @@
 
 namespace ctx::tokenizer {
 
-namespace internal {
-class SentencePieceBackend;
-}
+class SentencePieceModel;
 
 class Tokenizer {
  public:
@@ -47,7 +47,7 @@ class Tokenizer {
 
  private:
   Tokenizer() = default;
-  std::unique_ptr<internal::SentencePieceBackend> sp_;
+  std::unique_ptr<SentencePieceModel> sp_;
   int vocab_size_ = 0;
   int32_t bos_id_ = -1;
   int32_t eos_id_ = -1;

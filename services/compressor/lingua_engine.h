@@ -1,14 +1,10 @@
 // The LLMLingua-2 model and pipeline (common/lingua) behind a narrow interface, built as a
-// separate shared object (libctx_lingua_engine.so) and loaded with dlopen(RTLD_LOCAL |
-// RTLD_DEEPBIND).
+// separate shared object (libctx_lingua_engine.so, CMake recipe ctx_add_sentencepiece_module)
+// and opened with common/tokenizer's module loader (dlopen RTLD_LOCAL | RTLD_DEEPBIND).
 //
 // Why: Debian's libsentencepiece (used by ctx_lingua) bundles and exports its own
-// protobuf-lite 3.14, while gRPC needs libprotobuf 3.21. Linked into one executable, one of the
-// two copies binds to the other's symbols at start-up and the process dies (a segfault in
-// libprotobuf's static initialisers, or sentencepiece's "compiled against 3.14" check). Loaded
-// privately with DEEPBIND, sentencepiece resolves protobuf to its own copy and the gRPC side
-// never sees it. Nothing else crosses the boundary but std, absl (shared) and lingua's plain
-// structs.
+// protobuf-lite 3.14, while gRPC needs libprotobuf 3.21; common/tokenizer/module_loader.h has
+// the details. Nothing crosses the boundary but std, absl (shared) and lingua's plain structs.
 #pragma once
 
 #include <cstdint>
@@ -43,7 +39,8 @@ class LinguaEngine {
   virtual std::string Describe() const = 0;
 };
 
-// Loads libctx_lingua_engine.so from `library_path`, then the model (LinguaModel::Load) and the
+// Loads libctx_lingua_engine.so from `library_path` (absolute, or looked up next to the
+// executable), then the model (LinguaModel::Load) and the
 // token counter (SentencePieceTokenCounter::Load). Errors name the path that failed.
 absl::StatusOr<std::unique_ptr<LinguaEngine>> LoadLinguaEngine(const std::string& library_path,
                                                                const std::string& model_dir,

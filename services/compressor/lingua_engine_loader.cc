@@ -1,7 +1,6 @@
-// dlopen side of lingua_engine.h (linked into the service, never into the shared object).
-#include <dlfcn.h>
-
-#include "absl/strings/str_cat.h"
+// Loader side of lingua_engine.h (linked into the service, never into the shared object): the
+// shared SentencePiece module loader of common/tokenizer.
+#include "common/tokenizer/module_loader.h"
 #include "services/compressor/lingua_engine.h"
 
 namespace ctx::compressor {
@@ -10,19 +9,11 @@ absl::StatusOr<std::unique_ptr<LinguaEngine>> LoadLinguaEngine(const std::string
                                                                const std::string& model_dir,
                                                                const std::string& tokenizer_path,
                                                                int max_batch) {
-  // Never closed: the engine lives as long as the process.
-  void* lib = dlopen(library_path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
-  if (lib == nullptr) {
-    return absl::NotFoundError(
-        absl::StrCat("cannot load the classifier engine ", library_path, ": ", dlerror()));
-  }
-  auto create = reinterpret_cast<CreateLinguaEngineFn>(dlsym(lib, kCreateLinguaEngineSymbol));
-  if (create == nullptr) {
-    return absl::InternalError(
-        absl::StrCat(library_path, " has no ", kCreateLinguaEngineSymbol, ": ", dlerror()));
-  }
+  absl::StatusOr<CreateLinguaEngineFn> create =
+      tokenizer::OpenModuleEntry<CreateLinguaEngineFn>(library_path, kCreateLinguaEngineSymbol);
+  if (!create.ok()) return create.status();
   absl::Status error;
-  LinguaEngine* engine = create(model_dir.c_str(), tokenizer_path.c_str(), max_batch, &error);
+  LinguaEngine* engine = (*create)(model_dir.c_str(), tokenizer_path.c_str(), max_batch, &error);
   if (engine == nullptr) return error;
   return std::unique_ptr<LinguaEngine>(engine);
 }

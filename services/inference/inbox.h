@@ -3,6 +3,7 @@
 // Producers (the gRPC reader, the fetcher thread) push; the worker pops, blocking.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -35,14 +36,30 @@ struct InboundEvent {
   std::string reason;
 };
 
+// Bytes an event holds on behalf of the caller's stream (what inbound flow control bounds).
+inline size_t CallerBytes(const InboundEvent& e) {
+  return e.kind == InboundEvent::Kind::kPart ? e.part.data().size() : 0;
+}
+
 class Inbox {
  public:
   void Push(InboundEvent event) {
     {
       std::lock_guard<std::mutex> lock(mu_);
+      caller_bytes_ += CallerBytes(event);
+      peak_caller_bytes_ = std::max(peak_caller_bytes_, caller_bytes_);
       events_.push_back(std::move(event));
     }
     cv_.notify_all();
+  }
+  // Caller KV part bytes queued and not yet popped, now and at most so far.
+  size_t caller_bytes() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return caller_bytes_;
+  }
+  size_t peak_caller_bytes() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return peak_caller_bytes_;
   }
   // Wakes a blocked Pop so that it re-checks its stop condition (cancellation).
   void Notify() { cv_.notify_all(); }
@@ -58,6 +75,7 @@ class Inbox {
     if (events_.empty()) return std::nullopt;
     InboundEvent e = std::move(events_.front());
     events_.pop_front();
+    caller_bytes_ -= CallerBytes(e);
     return e;
   }
 
@@ -65,6 +83,8 @@ class Inbox {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<InboundEvent> events_;
+  size_t caller_bytes_ = 0;
+  size_t peak_caller_bytes_ = 0;
 };
 
 }  // namespace ctx::inference

@@ -10,9 +10,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/model/generate.h"
+#include "common/obs/metrics.h"
 #include "common/obs/service_metrics.h"
 #include "common/rpc/kv_parts.h"
 #include "common/rpc/status.h"
+#include "prometheus/counter.h"
+#include "prometheus/gauge.h"
 #include "services/inference/inbox.h"
 #include "services/inference/kv_import.h"
 #include "services/inference/kv_source_fetcher.h"
@@ -46,6 +49,47 @@ absl::StatusOr<tensor::DType> ExportDType(v1::DType d) {
       return absl::InvalidArgumentError(absl::StrCat("unknown export dtype ", static_cast<int>(d)));
   }
 }
+
+// Inbound flow control of caller-supplied KV parts (Generate), docs: README.md in this folder.
+class InboundKvMetrics {
+ public:
+  static InboundKvMetrics& Get() {
+    static InboundKvMetrics* m = new InboundKvMetrics();
+    return *m;
+  }
+  void Add(double bytes) { buffered_.Increment(bytes); }
+  void Remove(double bytes) { buffered_.Decrement(bytes); }
+  void ObservePeak(double bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (bytes > peak_.Value()) peak_.Set(bytes);
+  }
+  void Paused() { pauses_.Increment(); }
+
+ private:
+  InboundKvMetrics()
+      : buffered_(prometheus::BuildGauge()
+                      .Name("ctxstream_inference_kv_inbound_buffered_bytes")
+                      .Help("Caller KV part bytes received by Generate calls and not yet "
+                            "processed (all calls)")
+                      .Register(obs::Metrics())
+                      .Add({})),
+        peak_(prometheus::BuildGauge()
+                  .Name("ctxstream_inference_kv_inbound_buffered_peak_bytes")
+                  .Help("Most caller KV part bytes one Generate call has held unprocessed "
+                        "since start (bounded by --max_inbound_kv_bytes + one message)")
+                  .Register(obs::Metrics())
+                  .Add({})),
+        pauses_(prometheus::BuildCounter()
+                    .Name("ctxstream_inference_kv_inbound_read_pauses_total")
+                    .Help("Times a Generate call stopped reading its stream because its "
+                          "unprocessed KV parts reached --max_inbound_kv_bytes")
+                    .Register(obs::Metrics())
+                    .Add({})) {}
+  std::mutex mu_;
+  prometheus::Gauge& buffered_;
+  prometheus::Gauge& peak_;
+  prometheus::Counter& pauses_;
+};
 
 obs::Form MetricForm(v1::Form f) {
   if (f == v1::FORM_KV) return obs::Form::kKv;
@@ -299,6 +343,13 @@ class PrefillReactor final
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           absl::StrCat("Prefill: prefix_tokens ", prefix, " > tokens ", n));
     }
+    if (absl::StatusOr<std::optional<tensor::DType>> pd = RawKvDType(req_.prefix_dtype());
+        !pd.ok()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("Prefill: prefix_dtype: ", pd.status().message()));
+    }
+    const v1::DType export_dtype =
+        req_.export_dtype() == v1::DTYPE_UNSPECIFIED ? v1::DTYPE_F16 : req_.export_dtype();
     model::KvCache cache = m.NewKvCache(n);
     // The prefix arrives as KV chunk parts that must tile [0, prefix).
     rpc::KvPartAssembler assembler(kMaxChunkBytes);
@@ -315,7 +366,8 @@ class PrefillReactor final
             absl::StrCat("Prefill: prefix chunk ends at ", b, ", expected a range after ", a,
                          " within prefix_tokens ", prefix));
       }
-      if (absl::Status s = importer.Import(**chunk, a, tokens.subspan(a, b - a), cache, nullptr);
+      if (absl::Status s = importer.Import(**chunk, a, tokens.subspan(a, b - a), cache, nullptr,
+                                           req_.prefix_dtype());
           !s.ok()) {
         return rpc::ToGrpcStatus(s);
       }
@@ -356,10 +408,10 @@ class PrefillReactor final
           r.mutable_geometry()->set_num_layers(c.num_layers);
           r.mutable_geometry()->set_num_kv_heads(c.num_kv_heads);
           r.mutable_geometry()->set_head_dim(c.head_dim);
-          r.mutable_geometry()->set_dtype(
-              req_.export_dtype() == v1::DTYPE_UNSPECIFIED ? v1::DTYPE_F16 : req_.export_dtype());
+          r.mutable_geometry()->set_dtype(export_dtype);
           first = false;
         }
+        r.set_dtype(export_dtype);
         if (p + 1 == parts.size()) r.set_prefill_seconds(secs);
         if (!Send(std::move(r))) {
           return grpc::Status(grpc::StatusCode::CANCELLED, "Prefill: client went away");
@@ -390,6 +442,7 @@ struct Segment {
   int begin = 0, end = 0;
   v1::Form form = v1::FORM_TEXT;  // current form: a KV segment may turn into text
   int level = -1;
+  v1::DType kv_dtype = v1::DTYPE_UNSPECIFIED;  // declared element type of RAW chunks
   std::vector<int32_t> tokens;
   bool done = false;
 };
@@ -401,8 +454,10 @@ class GenerateReactor final
   GenerateReactor(std::shared_ptr<InferenceService::Shared> shared,
                   grpc::CallbackServerContext* ctx)
       : shared_(std::move(shared)), ctx_(ctx), arrival_(Clock::now()) {
+    InboundKvMetrics::Get();  // registered before the first scrape
     StartRead(&req_);
   }
+  ~GenerateReactor() override { InboundKvMetrics::Get().Remove(double(inbox_.caller_bytes())); }
 
   void OnReadDone(bool ok) override {
     if (!ok) {
@@ -444,13 +499,45 @@ class GenerateReactor final
         e.kind = InboundEvent::Kind::kReplan;  // a second GenerateStart: rejected by the worker
         e.reason = "duplicate GenerateStart";
       }
+      const size_t bytes = CallerBytes(e);
       inbox_.Push(std::move(e));
+      if (bytes > 0) {
+        InboundKvMetrics::Get().Add(double(bytes));
+        InboundKvMetrics::Get().ObservePeak(double(inbox_.peak_caller_bytes()));
+      }
     }
-    if (!closing()) StartRead(&req_);
+    ContinueReading();
   }
 
  private:
   void OnCancelled() override { inbox_.Notify(); }
+
+  // Inbound flow control. gRPC thread, after a message: read the next one unless the caller's
+  // unprocessed KV parts fill the budget; then no read is outstanding, gRPC stops taking the
+  // stream's bytes and its flow-control window holds the sender back until the worker
+  // resumes reading (Consumed).
+  void ContinueReading() {
+    std::lock_guard<std::recursive_mutex> lock(read_mu_);
+    if (closing()) return;
+    if (inbox_.caller_bytes() >= shared_->options.max_inbound_kv_bytes) {
+      read_paused_ = true;
+      InboundKvMetrics::Get().Paused();
+      return;
+    }
+    StartRead(&req_);
+  }
+  // Worker, after taking an event from the inbox.
+  void Consumed(const InboundEvent& e) {
+    const size_t bytes = CallerBytes(e);
+    if (bytes == 0) return;
+    InboundKvMetrics::Get().Remove(double(bytes));
+    std::lock_guard<std::recursive_mutex> lock(read_mu_);
+    if (read_paused_ && !closing() &&
+        inbox_.caller_bytes() < shared_->options.max_inbound_kv_bytes) {
+      read_paused_ = false;
+      StartRead(&req_);
+    }
+  }
   bool Stop() const { return cancelled() || shared_->stopping; }
 
   grpc::Status Run() {
@@ -514,11 +601,16 @@ class GenerateReactor final
             "Generate: segment ", i, " spans ", len, " tokens but carries ", cs.tokens().ids_size(),
             " token ids (segments must always carry their tokens)"));
       }
+      if (absl::StatusOr<std::optional<tensor::DType>> d = RawKvDType(cs.kv_dtype()); !d.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("Generate: segment ", i, " kv_dtype: ", d.status().message()));
+      }
       Segment s;
       s.begin = pos;
       s.end = static_cast<int>(cs.token_end());
       s.form = cs.form();
       s.level = cs.level();
+      s.kv_dtype = cs.kv_dtype();
       s.tokens.assign(cs.tokens().ids().begin(), cs.tokens().ids().end());
       segments_.push_back(std::move(s));
       pos = static_cast<int>(cs.token_end());
@@ -613,8 +705,9 @@ class GenerateReactor final
           ") does not continue the cache at ", a, " within segment [", s.begin, ", ", s.end, ")"));
     }
     const int b = static_cast<int>(chunk.ref.token_end());
-    absl::Status status = importer.Import(
-        chunk, a, std::span<const int32_t>(s.tokens.data() + (a - s.begin), b - a), cache, &st);
+    absl::Status status =
+        importer.Import(chunk, a, std::span<const int32_t>(s.tokens.data() + (a - s.begin), b - a),
+                        cache, &st, s.kv_dtype);
     if (!status.ok()) return status;
     decode_seconds_ += st.decode_seconds;
     kv_tokens_ += b - a;
@@ -634,6 +727,7 @@ class GenerateReactor final
     while (s.form == v1::FORM_KV && cache.length() < s.end) {
       std::optional<InboundEvent> e = inbox_.Pop([this] { return Stop(); }, &fetch_seconds_);
       if (!e) return absl::CancelledError("Generate cancelled");
+      Consumed(*e);
       switch (e->kind) {
         case InboundEvent::Kind::kEndOfStream:
           if (!fetcher_) {
@@ -805,6 +899,10 @@ class GenerateReactor final
   bool started_ = false;     // gRPC thread only
   v1::GenerateStart start_;  // written before the worker starts
   Inbox inbox_;
+  // Orders StartRead between the gRPC thread and the worker (recursive: gRPC may run
+  // OnReadDone inline from StartRead).
+  std::recursive_mutex read_mu_;
+  bool read_paused_ = false;  // no read outstanding because the inbox is full
 
   // Worker state.
   std::vector<Segment> segments_;

@@ -15,14 +15,22 @@
 #include "common/model/model.h"
 #include "common/model/perf.h"
 #include "common/rpc/worker_pool.h"
+#include "common/tokenizer/tokenizer_api.h"
 #include "ctxstream/v1/inference.grpc.pb.h"
-#include "services/inference/tokenizer_api.h"
 
 namespace ctx::inference {
+
+// The tokenizer interface (common/tokenizer/tokenizer_api.h).
+using tokenizer::StreamDecoderApi;
+using tokenizer::TokenizerApi;
 
 struct ServiceOptions {
   int compute_threads = 1;  // worker threads running forward passes
   int max_queue = 64;       // requests waiting for a worker before RESOURCE_EXHAUSTED
+  // Per Generate call: bytes of caller KV parts received but not yet taken by the worker. At
+  // or above it the reactor stops reading the stream until the worker catches up, so gRPC's
+  // flow control holds the sender back (the queue exceeds it by at most one message).
+  size_t max_inbound_kv_bytes = size_t{64} << 20;
 };
 
 class InferenceService final : public ctxstream::v1::Inference::CallbackService {

@@ -25,6 +25,22 @@ absl::Status ChunkError(const absl::Status& s, int a, int b) {
 
 }  // namespace
 
+absl::StatusOr<std::optional<tensor::DType>> RawKvDType(ctxstream::v1::DType d) {
+  switch (d) {
+    case ctxstream::v1::DTYPE_UNSPECIFIED:
+      return std::nullopt;
+    case ctxstream::v1::DTYPE_F32:
+      return tensor::DType::kF32;
+    case ctxstream::v1::DTYPE_F16:
+      return tensor::DType::kF16;
+    case ctxstream::v1::DTYPE_BF16:
+      return tensor::DType::kBF16;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown raw KV dtype ", static_cast<int>(d), " (F32, F16 or BF16)"));
+  }
+}
+
 codec::KvGeometry CodecGeometry(const model::Model& model) {
   const model::LlamaConfig& c = model.config();
   return codec::KvGeometry{c.num_layers, c.num_kv_heads, c.head_dim};
@@ -35,7 +51,8 @@ codec::ModelFingerprint CodecFingerprint(const model::Model& model) {
 }
 
 absl::Status KvImporter::Import(const rpc::KvChunk& chunk, int a, std::span<const int32_t> tokens,
-                                model::KvCache& cache, Stats* stats) const {
+                                model::KvCache& cache, Stats* stats,
+                                ctxstream::v1::DType raw_dtype) const {
   const auto t0 = std::chrono::steady_clock::now();
   const int T = static_cast<int>(tokens.size());
   const int b = a + T;
@@ -52,8 +69,14 @@ absl::Status KvImporter::Import(const rpc::KvChunk& chunk, int a, std::span<cons
   const codec::KvGeometry geometry = CodecGeometry(model);
   const size_t elements = static_cast<size_t>(geometry.slots()) * T * geometry.channels();
   const std::string& bytes = chunk.bytes;
-  const bool container =
-      bytes.size() >= 4 && std::memcmp(bytes.data(), "CTXK", 4) == 0;  // codec::kChunkMagic
+  absl::StatusOr<std::optional<tensor::DType>> declared = RawKvDType(raw_dtype);
+  if (!declared.ok()) return ChunkError(declared.status(), a, b);
+  const size_t declared_bytes =
+      declared->has_value() ? elements * tensor::DTypeSize(**declared) : 0;
+  // A codec container starts with its magic; declared raw bytes of exactly the right size are
+  // tensor bytes even if their first element happens to spell it.
+  const bool container = bytes.size() >= 4 && std::memcmp(bytes.data(), "CTXK", 4) == 0 &&
+                         !(declared->has_value() && bytes.size() == declared_bytes);
 
   switch (chunk.encoding) {
     case ctxstream::v1::KV_ENCODING_RAW:
@@ -69,14 +92,21 @@ absl::Status KvImporter::Import(const rpc::KvChunk& chunk, int a, std::span<cons
   if (chunk.encoding == ctxstream::v1::KV_ENCODING_RAW && !container) {
     // Plain tensor bytes in KvCache's chunk layout.
     tensor::DType dtype;
-    if (bytes.size() == elements * 4) {
+    if (declared->has_value()) {
+      dtype = **declared;
+      if (bytes.size() != declared_bytes) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "RAW KV chunk for tokens [", a, ", ", b, ") has ", bytes.size(), " bytes; declared ",
+            tensor::DTypeName(dtype), " for this model's geometry needs ", declared_bytes));
+      }
+    } else if (bytes.size() == elements * 4) {
       dtype = tensor::DType::kF32;
     } else if (bytes.size() == elements * 2) {
       dtype = tensor::DType::kF16;
     } else {
       return absl::InvalidArgumentError(
           absl::StrCat("RAW KV chunk for tokens [", a, ", ", b, ") has ", bytes.size(),
-                       " bytes; this model's geometry needs ", elements * 2, " (F16) or ",
+                       " bytes; this model's geometry needs ", elements * 2, " (F16 or BF16) or ",
                        elements * 4, " (F32)"));
     }
     if (absl::Status s =

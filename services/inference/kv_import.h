@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 
 #include "absl/status/status.h"
@@ -12,6 +13,8 @@
 #include "common/model/layer0_kv.h"
 #include "common/model/model.h"
 #include "common/rpc/kv_parts.h"
+#include "common/tensor/dtype.h"
+#include "ctxstream/v1/common.pb.h"
 
 namespace ctx::inference {
 
@@ -27,13 +30,21 @@ struct KvImporter {
   };
 
   // Imports `chunk` as KV of tokens [a, a + tokens.size()) (cache.length() must be a).
-  // RAW bytes without a codec header are tensor bytes in the chunk layout of KvCache (F32 if
-  // 4 bytes/element, else F16). Errors: InvalidArgument (corrupt/truncated bytes, wrong token
-  // range, unknown encoding), FailedPrecondition (another model's fingerprint or geometry, a
-  // chunk needing codec profile tables this node does not have).
+  // RAW bytes without a codec header are tensor bytes in the chunk layout of KvCache, of
+  // element type `raw_dtype` (the sender's declaration: ContextSegment.kv_dtype,
+  // PrefillRequest.prefix_dtype); DTYPE_UNSPECIFIED infers it from the size (F32 if 4
+  // bytes/element, else F16; BF16 cannot be told from F16 and must be declared). Errors:
+  // InvalidArgument (corrupt/truncated bytes, a size that does not match the declared dtype,
+  // wrong token range, unknown encoding or dtype), FailedPrecondition (another model's
+  // fingerprint or geometry, a chunk needing codec profile tables this node does not have).
   absl::Status Import(const rpc::KvChunk& chunk, int a, std::span<const int32_t> tokens,
-                      model::KvCache& cache, Stats* stats) const;
+                      model::KvCache& cache, Stats* stats,
+                      ctxstream::v1::DType raw_dtype = ctxstream::v1::DTYPE_UNSPECIFIED) const;
 };
+
+// The tensor dtype a declared raw KV dtype names (DTYPE_UNSPECIFIED -> nullopt = infer from
+// the size); InvalidArgument for values outside the enum.
+absl::StatusOr<std::optional<tensor::DType>> RawKvDType(ctxstream::v1::DType d);
 
 // The codec's view of the model's KV geometry and fingerprint.
 codec::KvGeometry CodecGeometry(const model::Model& model);

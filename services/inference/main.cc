@@ -15,7 +15,6 @@
 #include "common/rpc/server.h"
 #include "services/inference/inference_service.h"
 #include "services/inference/kv_import.h"
-#include "services/inference/tokenizer_loader.h"
 #include "spdlog/spdlog.h"
 
 ABSL_FLAG(std::string, model_dir, "models/tiny-llama", "Hugging Face Llama model directory.");
@@ -28,6 +27,9 @@ ABSL_FLAG(int32_t, blas_threads, 1,
           "shared 2-vCPU build VM, 2 BLAS threads made a 1024-token prefill 7-10x slower "
           "(8-12 s vs 1.2 s) than 1.");
 ABSL_FLAG(int32_t, max_queue, 64, "Requests waiting for a worker before RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int64_t, max_inbound_kv_bytes, 64 << 20,
+          "Per Generate call: KV part bytes received from the caller and not yet processed "
+          "before the server stops reading the stream (gRPC flow control pushes back).");
 ABSL_FLAG(bool, measure_speed, true,
           "Measure prefill tok/s (128, 512 tokens) and decode s/token in the background at "
           "start-up; GetModelInfo reports them once ready.");
@@ -86,7 +88,7 @@ int main(int argc, char** argv) {
   const std::string model_dir = ResolveModelDir(absl::GetFlag(FLAGS_model_dir));
   auto model = ctx::model::Model::Load(model_dir);
   if (!model.ok()) return server_main.Fail(model.status());
-  auto tokenizer = ctx::inference::LoadTokenizerModule(model_dir);
+  auto tokenizer = ctx::tokenizer::LoadTokenizer(model_dir);
   if (!tokenizer.ok()) return server_main.Fail(tokenizer.status());
   auto codec = LoadCodec(**model, model_dir);
   if (!codec.ok()) return server_main.Fail(codec.status());
@@ -94,6 +96,8 @@ int main(int argc, char** argv) {
   ctx::inference::ServiceOptions options;
   options.compute_threads = absl::GetFlag(FLAGS_compute_threads);
   options.max_queue = absl::GetFlag(FLAGS_max_queue);
+  options.max_inbound_kv_bytes =
+      static_cast<size_t>(std::max<int64_t>(1, absl::GetFlag(FLAGS_max_inbound_kv_bytes)));
   ctx::inference::InferenceService service(*std::move(model), *std::move(tokenizer),
                                            *std::move(codec), options);
   server_main.OnShutdown([&service] { service.CancelAll(); });

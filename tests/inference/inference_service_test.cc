@@ -13,11 +13,11 @@
 #include "common/model/model.h"
 #include "common/rpc/kv_parts.h"
 #include "common/tensor/dtype.h"
+#include "common/tokenizer/tokenizer_api.h"
 #include "ctxstream/v1/inference.grpc.pb.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
-#include "services/inference/tokenizer_loader.h"
 #include "tests/inference/fake_kvcache.h"
 #include "tests/model/test_util.h"
 #include "tests/support/child_process.h"
@@ -33,7 +33,7 @@ using Clock = std::chrono::steady_clock;
 struct Env {
   RunningService service;
   std::unique_ptr<v1::Inference::Stub> stub;
-  std::unique_ptr<inference::TokenizerApi> tok;
+  std::unique_ptr<tokenizer::TokenizerApi> tok;
 };
 
 Env& GetEnv() {
@@ -43,9 +43,8 @@ Env& GetEnv() {
                       nullptr, nullptr};
     e->stub = v1::Inference::NewStub(
         grpc::CreateChannel(e->service.grpc_address, grpc::InsecureChannelCredentials()));
-    // The same tokenizer module the server loads (in-process library reference).
-    auto t = inference::LoadTokenizerModule(SourcePath("models/tiny-llama"),
-                                            std::string(CTX_BINARY_DIR) + "/bin");
+    // The same tokenizer the server uses (in-process library reference).
+    auto t = tokenizer::LoadTokenizer(SourcePath("models/tiny-llama"));
     INFO(t.status().ToString());
     REQUIRE(t.ok());
     e->tok = std::move(*t);
@@ -174,10 +173,11 @@ struct GenResult {
 
 GenResult RunGenerate(const v1::GenerateStart& start,
                       const std::vector<v1::KvChunkPart>& parts = {},
-                      const std::vector<v1::ContextSegment>& replans = {}) {
+                      const std::vector<v1::ContextSegment>& replans = {},
+                      v1::Inference::Stub* stub = nullptr) {
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-  auto stream = GetEnv().stub->Generate(&ctx);
+  auto stream = (stub ? stub : GetEnv().stub.get())->Generate(&ctx);
   const auto t0 = Clock::now();
   v1::GenerateRequest req;
   *req.mutable_start() = start;
@@ -725,6 +725,226 @@ TEST_CASE("KvSource: the inference node fetches, re-plans and falls back by itse
 // Not a test: `./build/tests/inference/test_inference "[.bench]"` prints TTFT for a 1024-token
 // context delivered as text, RAW F16 KV and CACHEGEN KV (chunks made in-process, sent by the
 // test client over loopback).
+// ---------------------------------------------------------------- raw KV dtypes
+
+tensor::DType TensorDType(v1::DType d) {
+  return d == v1::DTYPE_BF16  ? tensor::DType::kBF16
+         : d == v1::DTYPE_F16 ? tensor::DType::kF16
+                              : tensor::DType::kF32;
+}
+
+std::vector<float> ToFloats(const std::string& bytes, tensor::DType dtype) {
+  std::vector<float> out(bytes.size() / tensor::DTypeSize(dtype));
+  REQUIRE(tensor::ConvertToFloat(dtype, bytes.data(), out.size(), out.data()).ok());
+  return out;
+}
+
+// Largest |x - y| / max(1, |y|).
+double MaxRelDiff(const std::vector<float>& x, const std::vector<float>& y) {
+  REQUIRE(x.size() == y.size());
+  double m = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    m = std::max(m, std::fabs(double(x[i]) - y[i]) / std::max(1.0, std::fabs(double(y[i]))));
+  }
+  return m;
+}
+
+// Prefill over gRPC; every response must say `want` as its dtype.
+std::vector<rpc::KvChunk> PrefillChunks(const v1::PrefillRequest& req, v1::DType want) {
+  grpc::ClientContext ctx;
+  auto reader = GetEnv().stub->Prefill(&ctx, req);
+  v1::PrefillResponse resp;
+  rpc::KvPartAssembler assembler(1 << 30);
+  std::vector<rpc::KvChunk> chunks;
+  bool first = true;
+  while (reader->Read(&resp)) {
+    CHECK(resp.dtype() == want);
+    if (first) CHECK(resp.geometry().dtype() == want);
+    first = false;
+    auto r = assembler.Add(resp.part());
+    REQUIRE(r.ok());
+    if (r->has_value()) chunks.push_back(**r);
+  }
+  grpc::Status st = reader->Finish();
+  INFO(st.error_message());
+  REQUIRE(st.ok());
+  return chunks;
+}
+
+TEST_CASE("RAW BF16 and F32 chunks keep their dtype through Prefill export and import") {
+  const std::vector<int32_t> ids(LongContext().begin(), LongContext().begin() + 300);
+  const int chunk = 128, prefix = 256;
+  const std::vector<int32_t> q = Question();
+  for (const v1::DType dt : {v1::DTYPE_BF16, v1::DTYPE_F32}) {
+    const tensor::DType tdt = TensorDType(dt);
+    INFO("dtype " << tensor::DTypeName(tdt));
+    // 1. Export: the server's chunks of [0, 256) in `dt`, against the library's.
+    v1::PrefillRequest ex;
+    ex.mutable_tokens()->mutable_ids()->Assign(ids.begin(), ids.begin() + prefix);
+    ex.set_chunk_tokens(chunk);
+    ex.set_export_dtype(dt);
+    const std::vector<rpc::KvChunk> exported = PrefillChunks(ex, dt);
+    REQUIRE(exported.size() == 2);
+    const model::KvCache lib = LibraryKv(std::vector<int32_t>(ids.begin(), ids.begin() + prefix));
+    for (int i = 0; i < 2; ++i) {
+      const std::string want = RawBytes(lib, i * chunk, (i + 1) * chunk, tdt);
+      REQUIRE(exported[i].bytes.size() == want.size());  // 2 B/element BF16, 4 B F32
+      // The same floats rounded (BF16: one step is 2^-8 relative).
+      CHECK(MaxRelDiff(ToFloats(exported[i].bytes, tdt), ToFloats(want, tdt)) <
+            (dt == v1::DTYPE_BF16 ? 1e-2 : 1e-4));
+    }
+
+    // 2. Import as Prefill's prefix, declared: the next chunk equals the library's computed on
+    // top of exactly those bytes.
+    v1::PrefillRequest im;
+    im.mutable_tokens()->mutable_ids()->Assign(ids.begin(), ids.end());
+    im.set_chunk_tokens(chunk);
+    im.set_export_dtype(v1::DTYPE_F32);
+    im.set_prefix_tokens(prefix);
+    im.set_prefix_dtype(dt);
+    std::vector<v1::KvChunkPart> parts;
+    for (int i = 0; i < 2; ++i)
+      AppendParts(&parts, exported[i].ref, v1::KV_ENCODING_RAW, -1, exported[i].bytes);
+    for (const auto& p : parts) *im.add_prefix() = p;
+    const std::vector<rpc::KvChunk> next = PrefillChunks(im, v1::DTYPE_F32);
+    REQUIRE(next.size() == 1);
+    CHECK(next[0].ref.token_begin() == uint32_t(prefix));
+    auto on_bytes = [&](tensor::DType as) {
+      model::KvCache c = Model().NewKvCache(300);
+      for (int i = 0; i < 2; ++i) {
+        const std::string& b = exported[i].bytes;
+        REQUIRE(c.Import(i * chunk, (i + 1) * chunk, as,
+                         std::span<const std::byte>(reinterpret_cast<const std::byte*>(b.data()),
+                                                    b.size()))
+                    .ok());
+      }
+      REQUIRE(Model()
+                  .Forward(std::span<const int32_t>(ids).subspan(prefix), c, model::Logits::kNone,
+                           nullptr)
+                  .ok());
+      return ToFloats(RawBytes(c, prefix, 300, tensor::DType::kF32), tensor::DType::kF32);
+    };
+    const std::vector<float> got = ToFloats(next[0].bytes, tensor::DType::kF32);
+    CHECK(MaxRelDiff(got, on_bytes(tdt)) < 1e-4);
+    if (dt == v1::DTYPE_BF16) {
+      // The same bytes read as F16 (what an undeclared 2-byte chunk means) are another KV.
+      CHECK(MaxRelDiff(got, on_bytes(tensor::DType::kF16)) > 1e-2);
+    }
+
+    // 3. Generate over the exported chunks as KV segments declaring `dt` + text on top: the
+    // library's greedy ids on a cache holding exactly those bytes.
+    std::vector<v1::ContextSegment> segs =
+        Segments(ids, chunk, {v1::FORM_KV, v1::FORM_KV, v1::FORM_TEXT});
+    for (int i = 0; i < 2; ++i) segs[i].set_kv_dtype(dt);
+    GenResult r = RunGenerate(StartOf(segs, q, kMaxNew), parts);
+    INFO(r.status.error_message());
+    REQUIRE(r.status.ok());
+    model::KvCache c = Model().NewKvCache();
+    for (int i = 0; i < 2; ++i) {
+      const std::string& b = exported[i].bytes;
+      REQUIRE(c.Import(i * chunk, (i + 1) * chunk, tdt,
+                       std::span<const std::byte>(reinterpret_cast<const std::byte*>(b.data()),
+                                                  b.size()))
+                  .ok());
+    }
+    std::vector<int32_t> all = ids;
+    all.insert(all.end(), q.begin(), q.end());
+    model::GenerateOptions opt;
+    opt.max_new_tokens = kMaxNew;
+    opt.stop_at_eos = false;
+    auto want = model::Generate(Model(), all, c, opt);
+    REQUIRE(want.ok());
+    CHECK(r.ids == want->tokens);
+    CHECK(r.done.kv_tokens() == uint32_t(prefix));
+  }
+
+  SECTION("a declared dtype the bytes do not match, and an unknown dtype, are rejected") {
+    const model::KvCache lib = LibraryKv(std::vector<int32_t>(ids.begin(), ids.begin() + chunk));
+    std::vector<v1::ContextSegment> segs =
+        Segments(std::vector<int32_t>(ids.begin(), ids.begin() + chunk), chunk, {v1::FORM_KV});
+    segs[0].set_kv_dtype(v1::DTYPE_F32);
+    std::vector<v1::KvChunkPart> parts;
+    AppendParts(&parts, Ref(0, 0, chunk), v1::KV_ENCODING_RAW, -1,
+                RawBytes(lib, 0, chunk, tensor::DType::kBF16));
+    GenResult bad = RunGenerate(StartOf(segs, q, 2), parts);
+    CHECK(bad.status.error_code() == grpc::INVALID_ARGUMENT);
+    CHECK(bad.status.error_message().find("declared F32") != std::string::npos);
+
+    segs[0].set_kv_dtype(static_cast<v1::DType>(9));
+    GenResult unknown = RunGenerate(StartOf(segs, q, 2), parts);
+    CHECK(unknown.status.error_code() == grpc::INVALID_ARGUMENT);
+    CHECK(unknown.status.error_message().find("kv_dtype") != std::string::npos);
+  }
+}
+
+// ---------------------------------------------------------------- inbound flow control
+
+// Value of an unlabelled metric in Prometheus text format (-1 when absent).
+double MetricValue(const std::string& text, const std::string& name) {
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(name + " ", 0) == 0) return std::stod(line.substr(name.size() + 1));
+  }
+  return -1;
+}
+
+TEST_CASE("Generate stops reading KV parts while its unprocessed ones fill the budget") {
+  constexpr int kBudget = 64 * 1024, kPart = 16 * 1024;
+  // A server of its own with a small budget; its metrics belong to this test alone.
+  RunningService server = StartService(
+      "inference", {"--model_dir=" + SourcePath("models/tiny-llama"), "--measure_speed=false",
+                    "--max_inbound_kv_bytes=" + std::to_string(kBudget)});
+  const RunningService* service = &server;
+  auto stub = v1::Inference::NewStub(
+      grpc::CreateChannel(service->grpc_address, grpc::InsecureChannelCredentials()));
+
+  // 300 tokens of text (the worker prefills them while the parts arrive), then 12 KV segments
+  // of 25 tokens sent as RAW F32 in 16 KiB parts: ~1.8 MiB, 28x the budget.
+  const std::vector<int32_t>& ids = LongContext();
+  const std::vector<int32_t> q = Question();
+  const model::KvCache kv = LibraryKv(ids);
+  std::vector<v1::ContextSegment> segs;
+  {
+    auto text = Segments(std::vector<int32_t>(ids.begin(), ids.begin() + 300), 300, {});
+    segs.push_back(text[0]);
+  }
+  std::vector<v1::KvChunkPart> parts;
+  for (int a = 300, i = 1; a < 600; a += 25, ++i) {
+    v1::ContextSegment s;
+    s.set_token_begin(a);
+    s.set_token_end(a + 25);
+    s.set_form(v1::FORM_KV);
+    s.set_kv_dtype(v1::DTYPE_F32);
+    s.mutable_tokens()->mutable_ids()->Assign(ids.begin() + a, ids.begin() + a + 25);
+    segs.push_back(s);
+    for (auto& p : rpc::SplitKvChunk(Ref(i, a, a + 25), v1::KV_ENCODING_RAW, -1,
+                                     RawBytes(kv, a, a + 25, tensor::DType::kF32), kPart)) {
+      parts.push_back(std::move(p));
+    }
+  }
+  REQUIRE(parts.size() > 100);
+
+  GenResult r = RunGenerate(StartOf(segs, q, kMaxNew), parts, {}, stub.get());
+  INFO(r.status.error_message());
+  REQUIRE(r.status.ok());
+  std::vector<int32_t> all = ids;
+  all.insert(all.end(), q.begin(), q.end());
+  CHECK(r.ids == LibraryGreedy(all, kMaxNew));  // RAW F32: the same KV as the text path
+  CHECK(r.done.kv_tokens() == 300u);
+
+  const std::string metrics = HttpGet(service->metrics_address, "/metrics");
+  const double peak = MetricValue(metrics, "ctxstream_inference_kv_inbound_buffered_peak_bytes");
+  const double pauses = MetricValue(metrics, "ctxstream_inference_kv_inbound_read_pauses_total");
+  const double now = MetricValue(metrics, "ctxstream_inference_kv_inbound_buffered_bytes");
+  WARN("inbound KV: peak buffered " << peak << " bytes (budget " << kBudget << "), read pauses "
+                                    << pauses << ", buffered after the call " << now);
+  CHECK(peak > 0);
+  CHECK(peak < kBudget + kPart);  // the budget plus at most the one message read last
+  CHECK(pauses >= 1);             // the reader did stop while the worker prefilled
+  CHECK(now == 0);
+}
+
 TEST_CASE("TTFT for a 1024-token context: text vs RAW KV vs CACHEGEN KV", "[.bench]") {
   std::ifstream in(SourcePath("models/README.md"));
   std::stringstream ss;

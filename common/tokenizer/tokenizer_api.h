@@ -1,10 +1,8 @@
-// The tokenizer as the inference binary sees it: an interface over plain std types,
-// implemented in a separately loaded module (tokenizer_module.cc).
-//
-// Why a module: libsentencepiece exports its own embedded protobuf-lite (3.14), which crashes a
-// process that also links gRPC's libprotobuf (3.21) at static-initialization time. So only
-// libctx_inference_tokenizer.so links ctx_tokenizer/libsentencepiece, and the server loads it
-// with dlopen(RTLD_LOCAL | RTLD_DEEPBIND) (same fix as services/compressor).
+// The tokenizer as the services see it: an interface over plain std types (error strings, no
+// StatusOr), implemented in-process over ctx::tokenizer::Tokenizer. Tokenizer runs on the
+// built-in protobuf-free SentencePiece reader (sentencepiece_model.h), so gRPC binaries link
+// ctx_tokenizer directly; only code that needs libsentencepiece itself (common/lingua) must
+// go through a module (module_loader.h).
 #pragma once
 
 #include <cstdint>
@@ -12,7 +10,9 @@
 #include <string>
 #include <vector>
 
-namespace ctx::inference {
+#include "absl/status/statusor.h"
+
+namespace ctx::tokenizer {
 
 // Incremental detokenization (tokenizer::StreamDecoder behind the interface).
 class StreamDecoderApi {
@@ -38,9 +38,8 @@ class TokenizerApi {
   virtual std::unique_ptr<StreamDecoderApi> NewStreamDecoder(bool at_text_start) const = 0;
 };
 
-// The module's entry point (extern "C"): a tokenizer for <model_dir>, or null with *error set.
-using LoadTokenizerFn = TokenizerApi* (*)(const char* model_dir, std::string* error);
-inline constexpr const char* kLoadTokenizerSymbol = "ctx_inference_load_tokenizer";
-inline constexpr const char* kTokenizerModuleName = "libctx_inference_tokenizer.so";
+// The tokenizer of `model_dir` (Tokenizer::LoadFromModelDir); FailedPrecondition naming the
+// directory and what is wrong with its tokenizer.model.
+absl::StatusOr<std::unique_ptr<TokenizerApi>> LoadTokenizer(const std::string& model_dir);
 
-}  // namespace ctx::inference
+}  // namespace ctx::tokenizer

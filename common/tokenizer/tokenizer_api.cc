@@ -1,16 +1,15 @@
-// libctx_inference_tokenizer.so: ctx::tokenizer behind TokenizerApi (see tokenizer_api.h).
-#include <string>
+#include "common/tokenizer/tokenizer_api.h"
 
+#include "absl/strings/str_cat.h"
 #include "common/tokenizer/stream_decoder.h"
 #include "common/tokenizer/tokenizer.h"
-#include "services/inference/tokenizer_api.h"
 
-namespace ctx::inference {
+namespace ctx::tokenizer {
 namespace {
 
 class StreamDecoderImpl final : public StreamDecoderApi {
  public:
-  StreamDecoderImpl(const tokenizer::Tokenizer& t, bool at_text_start) : d_(t, at_text_start) {}
+  StreamDecoderImpl(const Tokenizer& t, bool at_text_start) : d_(t, at_text_start) {}
   std::string Push(int32_t id) override {
     absl::StatusOr<std::string> s = d_.Push(id);
     return s.ok() ? *s : std::string();
@@ -18,12 +17,12 @@ class StreamDecoderImpl final : public StreamDecoderApi {
   std::string Flush() override { return d_.Flush(); }
 
  private:
-  tokenizer::StreamDecoder d_;
+  StreamDecoder d_;
 };
 
 class TokenizerImpl final : public TokenizerApi {
  public:
-  explicit TokenizerImpl(std::unique_ptr<tokenizer::Tokenizer> t) : t_(std::move(t)) {}
+  explicit TokenizerImpl(std::unique_ptr<Tokenizer> t) : t_(std::move(t)) {}
   bool Encode(const std::string& text, bool add_bos, std::vector<int32_t>* ids,
               std::string* error) const override {
     absl::StatusOr<std::vector<int32_t>> r = t_->Encode(text, add_bos);
@@ -52,18 +51,18 @@ class TokenizerImpl final : public TokenizerApi {
   }
 
  private:
-  std::unique_ptr<tokenizer::Tokenizer> t_;
+  std::unique_ptr<Tokenizer> t_;
 };
 
 }  // namespace
-}  // namespace ctx::inference
 
-extern "C" __attribute__((visibility("default"))) ctx::inference::TokenizerApi*
-ctx_inference_load_tokenizer(const char* model_dir, std::string* error) {
-  auto t = ctx::tokenizer::Tokenizer::LoadFromModelDir(model_dir);
+absl::StatusOr<std::unique_ptr<TokenizerApi>> LoadTokenizer(const std::string& model_dir) {
+  absl::StatusOr<std::unique_ptr<Tokenizer>> t = Tokenizer::LoadFromModelDir(model_dir);
   if (!t.ok()) {
-    *error = std::string(t.status().message());
-    return nullptr;
+    return absl::FailedPreconditionError(
+        absl::StrCat("tokenizer of ", model_dir, ": ", t.status().message()));
   }
-  return new ctx::inference::TokenizerImpl(std::move(*t));
+  return std::unique_ptr<TokenizerApi>(new TokenizerImpl(*std::move(t)));
 }
+
+}  // namespace ctx::tokenizer
