@@ -65,10 +65,11 @@ TEST_CASE("rANS codes skewed streams near their entropy", "[rans]") {
   const double bits = 8.0 * bytes / sym.size();
   CHECK(bits < 1.35);
   CHECK(bits > 1.1);
-  // A stream of one repeated symbol costs almost nothing: freq M-30 of M, ~0.043 bits each.
+  // A stream of one repeated symbol costs almost nothing: freq M-30 of M, ~0.043 bits each
+  // (+ 0.016 bits for the 64 bytes of lane states over 32768 symbols).
   std::vector<uint8_t> constant(rows * cols, 5);
   RoundTrip(constant, rows, cols, a, false, &bytes);
-  CHECK(8.0 * bytes / constant.size() < 0.05);
+  CHECK(8.0 * bytes / constant.size() < 0.065);  // + 16 lanes x 4 bytes of flushed state
 }
 
 TEST_CASE("rANS symbols absent from the table's statistics stay codable", "[rans]") {
