@@ -1,7 +1,13 @@
 #include "common/codec/rans_decoder.h"
 
 #include <algorithm>
+#include <atomic>
 #include <type_traits>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define CTX_RANS_AVX512 1
+#endif
 
 #include "common/codec/freq_table.h"
 
@@ -11,7 +17,8 @@ RansDecodeTables RansDecodeTables::Build(std::span<const uint16_t> freqs, int al
   RansDecodeTables t;
   t.alphabet = alphabet;
   t.count = static_cast<int>(freqs.size() / alphabet);
-  t.lut.resize(static_cast<size_t>(t.count) * kProbScale);
+  // +4: the AVX-512 path gathers 4 bytes at each lut position.
+  t.lut.resize(static_cast<size_t>(t.count) * kProbScale + 4);
   t.sym.resize(freqs.size());
   for (int k = 0; k < t.count; ++k) {
     uint8_t* lut = t.lut.data() + static_cast<size_t>(k) * kProbScale;
@@ -96,7 +103,85 @@ inline void DecodeRow(uint32_t* x, const Group& g, int width, const uint8_t*& p,
   }
 }
 
+#ifdef CTX_RANS_AVX512
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+#define CTX_AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,popcnt")))
+
+// 16 lanes of one row: *x states in/out, *s the decoded symbols, *q the stream position.
+CTX_AVX512_TARGET inline __attribute__((always_inline)) void DecodeVector16(
+    __m512i* x, __m512i* s, const __m512i& lut_off, const __m512i& sym_off, const uint8_t* lut,
+    const uint32_t* sym, const uint8_t** q) {
+  const __m512i slot = _mm512_and_si512(*x, _mm512_set1_epi32(kProbScale - 1));
+  *s = _mm512_and_si512(_mm512_i32gather_epi32(_mm512_add_epi32(lut_off, slot), lut, 1),
+                        _mm512_set1_epi32(0xff));
+  const __m512i info = _mm512_i32gather_epi32(_mm512_add_epi32(sym_off, *s), sym, 4);
+  __m512i xv =
+      _mm512_add_epi32(_mm512_mullo_epi32(_mm512_and_si512(info, _mm512_set1_epi32(0xffff)),
+                                          _mm512_srli_epi32(*x, kProbBits)),
+                       _mm512_sub_epi32(slot, _mm512_srli_epi32(info, 16)));
+  const __mmask16 in = _mm512_cmplt_epu32_mask(xv, _mm512_set1_epi32(kRansL));
+  const __m512i words =
+      _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(*q)));
+  *x =
+      _mm512_mask_or_epi32(xv, in, _mm512_slli_epi32(xv, 16), _mm512_maskz_expand_epi32(in, words));
+  *q += 2 * _mm_popcnt_u32(in);
+}
+
+// Full column groups, AVX-512: lanes 0..15 and 16..31 of a row are two vectors (independent
+// dependency chains). Per vector: slot = x & (M-1); s = lut gather; info = sym gather;
+// x = f * (x >> kProbBits) + slot - start; lanes with x < L take the next words in lane
+// order (vpexpandd), exactly the scalar path's reads. Decodes rows [r, rows) while 64 bytes
+// (the worst case of a row) remain; returns the first row not decoded.
+CTX_AVX512_TARGET size_t DecodeRowsAvx512(uint32_t* x, const uint8_t* lut, const uint32_t* sym,
+                                          size_t lut_step, size_t sym_step, size_t r, size_t rows,
+                                          int cols, const uint8_t*& p, const uint8_t* end,
+                                          int max_q, const float* row_step, float* dest) {
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i lut_off0 = _mm512_mullo_epi32(lane, _mm512_set1_epi32(static_cast<int>(lut_step)));
+  const __m512i lut_off1 =
+      _mm512_add_epi32(lut_off0, _mm512_set1_epi32(static_cast<int>(16 * lut_step)));
+  const __m512i sym_off0 = _mm512_mullo_epi32(lane, _mm512_set1_epi32(static_cast<int>(sym_step)));
+  const __m512i sym_off1 =
+      _mm512_add_epi32(sym_off0, _mm512_set1_epi32(static_cast<int>(16 * sym_step)));
+  const __m512i vmax_q = _mm512_set1_epi32(max_q);
+  __m512i x0 = _mm512_loadu_si512(x), x1 = _mm512_loadu_si512(x + 16);
+  const uint8_t* q = p;
+  for (; r < rows && end - q >= 4 * kRansLanes / 2; ++r) {
+    __m512i s0, s1;
+    DecodeVector16(&x0, &s0, lut_off0, sym_off0, lut, sym, &q);
+    DecodeVector16(&x1, &s1, lut_off1, sym_off1, lut, sym, &q);
+    const __m512 step = _mm512_set1_ps(row_step[r]);
+    float* out = dest + r * cols;
+    _mm512_storeu_ps(out, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(s0, vmax_q)), step));
+    _mm512_storeu_ps(out + 16,
+                     _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(s1, vmax_q)), step));
+  }
+  _mm512_storeu_si512(x, x0);
+  _mm512_storeu_si512(x + 16, x1);
+  p = q;
+  return r;
+}
+#pragma GCC diagnostic pop
+
+bool CpuHasAvx512() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+}
+#else
+bool CpuHasAvx512() { return false; }
+#endif
+
+std::atomic<bool>& SimdEnabled() {
+  static std::atomic<bool> enabled{CpuHasAvx512()};
+  return enabled;
+}
+
 }  // namespace
+
+void SetRansSimdEnabled(bool enabled) { SimdEnabled() = enabled && CpuHasAvx512(); }
+bool RansSimdAvailable() { return CpuHasAvx512(); }
 
 template <typename Out>
 absl::Status RansDecoder::DecodeBlock(size_t rows, int cols, const RansDecodeTables& t,
@@ -109,6 +194,7 @@ absl::Status RansDecoder::DecodeBlock(size_t rows, int cols, const RansDecodeTab
   const size_t lut_step = static_cast<size_t>(table_stride) * kProbScale;
   const size_t sym_step = static_cast<size_t>(table_stride) * t.alphabet;
   const uint8_t* p = p_;
+  [[maybe_unused]] const bool simd = SimdEnabled().load(std::memory_order_relaxed);
   uint32_t x[kRansLanes];
   std::copy(x_, x_ + kRansLanes, x);
   for (size_t c0 = 0; c0 < static_cast<size_t>(cols); c0 += kRansLanes) {
@@ -118,7 +204,17 @@ absl::Status RansDecoder::DecodeBlock(size_t rows, int cols, const RansDecodeTab
       g.lut[k] = t.lut.data() + (c0 + k) * lut_step;
       g.sym[k] = t.sym.data() + (c0 + k) * sym_step;
     }
-    for (size_t r = 0; r < rows; ++r) {
+    size_t r = 0;
+#ifdef CTX_RANS_AVX512
+    if constexpr (std::is_same_v<Out, float>) {
+      static_assert(kRansLanes == 32, "the AVX-512 path decodes a row as two 16-lane vectors");
+      if (width == kRansLanes && simd) {
+        r = DecodeRowsAvx512(x, g.lut[0], g.sym[0], lut_step, sym_step, 0, rows, cols, p, end_,
+                             max_q, row_step, dest + c0);
+      }
+    }
+#endif
+    for (; r < rows; ++r) {
       Out* out = dest + r * cols + c0;
       const float step = row_step ? row_step[r] : 0.f;
       if (end_ - p >= 2 * kRansLanes) {

@@ -29,6 +29,9 @@ struct RansDecodeTables {
 // Reads one stream block by block, in the order the encoder's blocks were coded (its Put
 // order reversed). Never reads outside the stream: a block checks once per row of a column
 // group that the worst case (16 bits per lane) is available, else takes a checked path.
+// Full column groups of BlockDequantize run on AVX-512 (two 16-lane vectors: gathers from the
+// tables, vpexpandd for the renormalization words) when the CPU has it, chosen at run time;
+// the portable scalar path decodes the same bits to the same floats.
 class RansDecoder {
  public:
   // Reads the lanes' initial states; DataLoss if the stream is shorter or a state is not in I.
@@ -52,6 +55,11 @@ class RansDecoder {
   bool overrun_ = false;
   uint32_t x_[kRansLanes] = {};
 };
+
+// Whether BlockDequantize may use the AVX-512 path (default: if the CPU supports it). For
+// tests and benchmarks of the portable path; not thread-safe against running decoders.
+void SetRansSimdEnabled(bool enabled);
+bool RansSimdAvailable();
 
 // One block as a whole stream: Begin + Block + Finish.
 absl::Status RansDecode(absl::string_view in, size_t rows, int cols, const RansDecodeTables& t,

@@ -4,11 +4,12 @@
 // Coded object: blocks of `rows` x `cols` symbols, row-major (for us: one slot's tokens x
 // channels); column c uses table `tables + c * table_stride * alphabet` (stride 1: one table
 // per channel, 0: one table for all columns). Coding order inside a block: columns in groups
-// of kRansLanes ([0,16), [16,32), ...; the last group may be narrower), group after group,
-// inside a group row after row, columns left to right. Column g*16 + k is always coded by
-// lane k: lanes never wait on each other (the decoder is throughput-bound, not latency-bound)
-// and a group keeps only 16 tables hot. Several blocks share one stream and the lanes' states
-// carry over from block to block (one stream per chunk: its 64-byte state flush is paid once).
+// of kRansLanes ([0,32), [32,64), ...; the last group may be narrower), group after group,
+// inside a group row after row, columns left to right. Column g*32 + k is always coded by
+// lane k: lanes never wait on each other (the decoder is throughput-bound, not latency-bound;
+// a row of a group is two 16-lane AVX-512 vectors) and a group keeps only 32 tables hot.
+// Several blocks share one stream and the lanes' states carry over from block to block (one
+// stream per chunk: its 128-byte state flush is paid once).
 #pragma once
 
 #include <cstddef>
@@ -18,7 +19,7 @@
 
 namespace ctx::codec {
 
-inline constexpr int kRansLanes = 16;
+inline constexpr int kRansLanes = 32;
 inline constexpr uint32_t kRansL = 1u
                                    << 15;  // states live in [kRansL, kRansL << 16) = [2^15, 2^31)
 inline constexpr size_t kRansHeaderBytes = 4 * kRansLanes;  // the lanes' initial decoder states
