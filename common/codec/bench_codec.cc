@@ -12,14 +12,14 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
-#include <chrono>
 #include <functional>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/codec/baselines.h"
@@ -217,9 +217,9 @@ int main(int argc, char** argv) {
   const double int8_bits = 8.0 * int8.size() / elements;
   const double zstd_bits = 8.0 * (zsize + kChunkHeaderSize) / elements;
 
-  std::printf("%-12s %8s %8s %7s %7s %9s %9s %8s %8s %9s %9s %9s\n", "encoding", "bytes",
-              "bits/el", "payload", "side", "relL2 K", "relL2 V", "x int8", "x zstd", "enc MB/s",
-              "dec MB/s", "dec scalar");
+  std::printf("%-12s %8s %8s %7s %7s %9s %9s %8s %8s %9s %9s %9s\n", "encoding", "bytes", "bits/el",
+              "payload", "side", "relL2 K", "relL2 V", "x int8", "x zstd", "enc MB/s", "dec MB/s",
+              "dec scalar");
   auto row = [&](const char* name, size_t bytes, double payload_bits, double side_bits, double ek,
                  double ev, double enc, double dec, double dec_scalar = 0) {
     const double bits = 8.0 * bytes / elements;

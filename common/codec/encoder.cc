@@ -51,6 +51,46 @@ double CrossEntropyBits(const std::vector<uint32_t>& h, const uint16_t* f, int c
   return bits;
 }
 
+// n * log2(n) for n in [0, max_n] (counts are at most T <= kMaxChunkTokens).
+double NLog2N(uint32_t n) {
+  static thread_local std::vector<double> table;
+  if (n >= table.size()) {
+    const size_t old = table.size();
+    table.resize(std::max<size_t>(n + 1, 2 * old));
+    for (size_t i = old; i < table.size(); ++i) {
+      table[i] = i ? static_cast<double>(i) * std::log2(static_cast<double>(i)) : 0.0;
+    }
+  }
+  return table[n];
+}
+
+// Lower bounds on what chunk tables can cost (no table codes data below its empirical
+// entropy, and every table entry takes at least one byte): if the profile table is cheaper
+// than both, the exact chunk-table costs need not be computed.
+void ChunkTableLowerBounds(const std::vector<uint32_t>& hist, int channels, int a,
+                           double* per_channel, double* shared) {
+  double chan = 0;
+  std::vector<uint64_t> pooled(a, 0);
+  uint64_t total = 0;
+  for (int c = 0; c < channels; ++c) {
+    const uint32_t* h = hist.data() + static_cast<size_t>(c) * a;
+    uint32_t n = 0;
+    for (int s = 0; s < a; ++s) {
+      n += h[s];
+      chan -= NLog2N(h[s]);
+      pooled[s] += h[s];
+    }
+    chan += NLog2N(n);
+    total += n;
+  }
+  double pooled_bits = static_cast<double>(total) * std::log2(static_cast<double>(total));
+  for (uint64_t n : pooled) {
+    if (n) pooled_bits -= static_cast<double>(n) * std::log2(static_cast<double>(n));
+  }
+  *per_channel = chan + 8.0 * channels * a;
+  *shared = pooled_bits + 8.0 * a;
+}
+
 // What the encoder decided for one present slot.
 struct SlotCode {
   int slot = 0;
@@ -150,7 +190,13 @@ absl::StatusOr<std::string> KvCodec::EncodeImpl(const KvChunkView& chunk, const 
       for (size_t i = 0; i < hist.size(); ++i) bits += static_cast<double>(hist[i]) * prof->cost[i];
       prof_bits = bits;
     }
-    const bool want_chunk = options.tables != TableChoice::kProfile;
+    bool want_chunk = options.tables != TableChoice::kProfile;
+    if (want_chunk && options.tables == TableChoice::kAuto && prof) {
+      double chan_lb, shared_lb;
+      ChunkTableLowerBounds(hist, channels, a, &chan_lb, &shared_lb);
+      // Slack for float rounding in the exact costs: then the decision is the same.
+      want_chunk = prof_bits * (1 - 1e-6) > std::min(chan_lb, shared_lb);
+    }
     if (want_chunk) {
       chan_freqs.resize(hist.size());
       std::vector<uint64_t> h64(a);
