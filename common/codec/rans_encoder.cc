@@ -1,6 +1,8 @@
 #include "common/codec/rans_encoder.h"
 
 #include <algorithm>
+#include <bit>
+#include <cstring>
 
 #include "common/codec/freq_table.h"
 
@@ -49,32 +51,56 @@ RansEncoder::RansEncoder(size_t max_symbols) : buf_(ThreadBuffer()) {
   for (uint32_t& x : x_) x = kRansL;
 }
 
+namespace {
+
+// One row of a column group, lanes W-1 .. 0 (W = kRansLanes: unrolled; 0: `width` lanes).
+template <int W>
+inline void PutRow(uint32_t* x, const RansEncSymbol* const* tab, const uint8_t* row, int width,
+                   uint8_t*& ptr) {
+  const int n = W > 0 ? W : width;
+  for (int k = n; k-- > 0;) {
+    const RansEncSymbol& e = tab[k][row[k]];
+    uint32_t xk = x[k];
+    // Branchless renorm: always store the low word, keep it only if x >= x_max.
+    const uint32_t out = xk >= e.x_max;
+    const uint16_t word = static_cast<uint16_t>(xk);
+    if constexpr (std::endian::native == std::endian::little) {
+      std::memcpy(ptr - 2, &word, 2);
+    } else {
+      ptr[-2] = static_cast<uint8_t>(word);
+      ptr[-1] = static_cast<uint8_t>(word >> 8);
+    }
+    ptr -= 2 * out;
+    xk >>= 16 * out;
+    const uint32_t q =
+        static_cast<uint32_t>((static_cast<uint64_t>(xk) * e.rcp_freq) >> 32) >> e.rcp_shift;
+    x[k] = xk + e.bias + q * e.cmpl_freq;
+  }
+}
+
+}  // namespace
+
 void RansEncoder::PutBlock(const uint8_t* symbols, size_t rows, int cols,
                            const RansEncSymbol* tables, int table_stride, int alphabet) {
   const size_t col_step = static_cast<size_t>(table_stride) * alphabet;
   uint8_t* ptr = ptr_;
+  uint32_t x[kRansLanes];  // local: the byte stores cannot alias it
+  std::copy(x_, x_ + kRansLanes, x);
   for (size_t c0 = (static_cast<size_t>(cols) - 1) / kRansLanes * kRansLanes;; c0 -= kRansLanes) {
     const int width = static_cast<int>(std::min<size_t>(kRansLanes, cols - c0));
     const RansEncSymbol* tab[kRansLanes];
     for (int k = 0; k < width; ++k) tab[k] = tables + (c0 + k) * col_step;
     for (size_t r = rows; r-- > 0;) {
       const uint8_t* row = symbols + r * cols + c0;
-      for (int k = width; k-- > 0;) {
-        const RansEncSymbol& e = tab[k][row[k]];
-        uint32_t x = x_[k];
-        // Branchless renorm: always store the low word, keep it only if x >= x_max.
-        const uint32_t out = x >= e.x_max;
-        ptr[-2] = static_cast<uint8_t>(x);
-        ptr[-1] = static_cast<uint8_t>(x >> 8);
-        ptr -= 2 * out;
-        x >>= 16 * out;
-        const uint32_t q =
-            static_cast<uint32_t>((static_cast<uint64_t>(x) * e.rcp_freq) >> 32) >> e.rcp_shift;
-        x_[k] = x + e.bias + q * e.cmpl_freq;
+      if (width == kRansLanes) {
+        PutRow<kRansLanes>(x, tab, row, width, ptr);
+      } else {
+        PutRow<0>(x, tab, row, width, ptr);
       }
     }
     if (c0 == 0) break;
   }
+  std::copy(x, x + kRansLanes, x_);
   ptr_ = ptr;
 }
 
