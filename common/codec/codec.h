@@ -47,10 +47,10 @@ struct DecodedChunk {
 
 // Sizes of one encoded chunk, for benchmarks and metrics.
 struct EncodeStats {
-  size_t header_bytes = 0;
-  size_t scale_bytes = 0;
+  size_t header_bytes = 0;  // header + section/slot directories + rANS lane states
+  size_t scale_bytes = 0;   // rans: per slot 4 bytes of grid + 1 byte per token
   size_t table_bytes = 0;   // tables carried in the chunk
-  size_t stream_bytes = 0;  // entropy-coded symbols (or raw values for baselines)
+  size_t stream_bytes = 0;  // entropy-coded symbols' words (or raw values for baselines)
   size_t total_bytes = 0;
   int slots_with_chunk_tables = 0;
 };
