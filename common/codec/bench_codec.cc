@@ -5,23 +5,27 @@
 //                                    [--tables profile|chunk|auto] [--min-seconds 0.3]
 //                                    [--repeat N   (tile the tokens N times: speed only)]
 //                                    [--holdout 1  (profile from the first half of the tokens)]
+//                                    [--threads N  (parallel decode scaling up to N threads)]
 //
 // The profile tables are built from the same KV (in-sample, like the tests) unless
 // --tables chunk forces per-chunk tables. MB/s are of raw-fp16-equivalent bytes (2 per element).
 #include <zstd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/codec/baselines.h"
 #include "common/codec/codec.h"
 #include "common/codec/level_table.h"
+#include "common/codec/rans_decoder.h"
 #include "common/tensor/safetensors.h"
 
 using namespace ctx::codec;
@@ -128,12 +132,14 @@ int main(int argc, char** argv) {
   double min_seconds = 0.3;
   int repeat = 1;
   bool holdout = false;
+  int max_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--kv")) path = argv[i + 1];
     if (!std::strcmp(argv[i], "--tables")) tables = argv[i + 1];
     if (!std::strcmp(argv[i], "--min-seconds")) min_seconds = std::atof(argv[i + 1]);
     if (!std::strcmp(argv[i], "--repeat")) repeat = std::max(1, std::atoi(argv[i + 1]));
     if (!std::strcmp(argv[i], "--holdout")) holdout = std::atoi(argv[i + 1]) != 0;
+    if (!std::strcmp(argv[i], "--threads")) max_threads = std::max(1, std::atoi(argv[i + 1]));
   }
   Kv kv = LoadKv(path);
   Kv train = kv;
@@ -211,14 +217,17 @@ int main(int argc, char** argv) {
   const double int8_bits = 8.0 * int8.size() / elements;
   const double zstd_bits = 8.0 * (zsize + kChunkHeaderSize) / elements;
 
-  std::printf("%-12s %8s %8s %7s %7s %9s %9s %8s %8s %9s %9s\n", "encoding", "bytes", "bits/el",
-              "payload", "side", "relL2 K", "relL2 V", "x int8", "x zstd", "enc MB/s", "dec MB/s");
+  std::printf("%-12s %8s %8s %7s %7s %9s %9s %8s %8s %9s %9s %9s\n", "encoding", "bytes", "bits/el",
+              "payload", "side", "relL2 K", "relL2 V", "x int8", "x zstd", "enc MB/s", "dec MB/s",
+              "dec scalar");
   auto row = [&](const char* name, size_t bytes, double payload_bits, double side_bits, double ek,
-                 double ev, double enc, double dec) {
+                 double ev, double enc, double dec, double dec_scalar = 0) {
     const double bits = 8.0 * bytes / elements;
-    std::printf("%-12s %8zu %8.3f %7.3f %7.3f %9.4f %9.4f %8.2f %8.2f %9.1f %9.1f\n", name, bytes,
+    std::printf("%-12s %8zu %8.3f %7.3f %7.3f %9.4f %9.4f %8.2f %8.2f %9.1f %9.1f", name, bytes,
                 bits, payload_bits, side_bits, ek, ev, int8_bits / bits, zstd_bits / bits, enc,
                 dec);
+    if (dec_scalar > 0) std::printf(" %9.1f", dec_scalar);
+    std::printf("\n");
   };
   {
     const double enc = fp16_mb / TimeIt([&] { (void)EncodeRawF16(view); }, min_seconds);
@@ -248,18 +257,62 @@ int main(int argc, char** argv) {
     const double enc =
         fp16_mb / TimeIt([&] { (void)codec->Encode(view, level, opts); }, min_seconds);
     const double dec = decode_speed(bytes);
+    double dec_scalar = 0;
+    if (RansSimdAvailable()) {  // the portable path, for comparison
+      SetRansSimdEnabled(false);
+      dec_scalar = decode_speed(bytes);
+      SetRansSimdEnabled(true);
+    }
     auto d = codec->Decode(bytes);
     double ek, ev;
     RelErr(kv, d->kv, d->missing_slots, &ek, &ev);
     const std::string name =
         "L" + std::to_string(level) + " " + codec->profile().levels[level].name;
     row(name.c_str(), bytes.size(), 8.0 * stats.stream_bytes / elements,
-        8.0 * (stats.total_bytes - stats.stream_bytes) / elements, ek, ev, enc, dec);
+        8.0 * (stats.total_bytes - stats.stream_bytes) / elements, ek, ev, enc, dec, dec_scalar);
     std::printf(
         "%-12s   scales %.3f  tables %.3f  header+dir %.3f bits/el; %d slots with chunk "
         "tables\n",
         "", 8.0 * stats.scale_bytes / elements, 8.0 * stats.table_bytes / elements,
         8.0 * stats.header_bytes / elements, stats.slots_with_chunk_tables);
+  }
+  std::printf(
+      "\npayload = rANS symbols; side = scales + chunk tables + header, section and slot "
+      "directories, rANS lane states.\n");
+
+  // Parallel decode (KvCodec::DecodeChunks): 4 chunks per thread at the default level. Wall
+  // time (parallelism is about wall time) and process CPU time; noisy on a shared machine.
+  {
+    const int level = codec->profile().default_level;
+    const std::string bytes = *codec->Encode(view, level, opts);
+    const int chunks = 4 * max_threads;
+    std::vector<absl::string_view> in(chunks, bytes);
+    std::vector<std::vector<float>> bufs(chunks, std::vector<float>(view.NumElements()));
+    std::vector<std::span<float>> outs(bufs.begin(), bufs.end());
+    std::printf("\nparallel decode, level L%d, %d chunks of %u tokens:\n", level, chunks,
+                kv.tokens);
+    std::printf("%8s %12s %14s %9s\n", "threads", "wall MB/s", "CPU s/chunk", "speedup");
+    double base = 0;
+    for (int threads = 1; threads <= max_threads; threads *= 2) {
+      auto run = [&] { (void)codec->DecodeChunksInto(in, {}, outs, threads); };
+      run();
+      timespec c0, c1;
+      clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
+      const auto w0 = std::chrono::steady_clock::now();
+      int reps = 0;
+      double wall = 0;
+      while (reps < 3 || wall < min_seconds) {
+        run();
+        ++reps;
+        wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
+      }
+      clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+      const double cpu = (c1.tv_sec - c0.tv_sec) + 1e-9 * (c1.tv_nsec - c0.tv_nsec);
+      const double mbs = fp16_mb * chunks * reps / wall;
+      if (threads == 1) base = mbs;
+      std::printf("%8d %12.1f %14.6f %9.2f\n", threads, mbs, cpu / (chunks * reps), mbs / base);
+      if (threads * 2 > max_threads && threads != max_threads) threads = max_threads / 2;
+    }
   }
   return 0;
 }

@@ -1,6 +1,7 @@
 // KvCodec: encodes KV chunks at a level of a CodecProfile and decodes any chunk back
 // (CacheGen-style quantization + rANS, and the raw-fp16 / 8-bit baselines).
-// Pure: bytes in, bytes out. Thread-safe for concurrent Encode/Decode calls (const).
+// Pure: bytes in, bytes out. Thread-safe for concurrent Encode/Decode calls (const);
+// DecodeChunks decodes many chunks in parallel.
 //
 //   auto codec = KvCodec::Create(profile);               // prepares rANS tables once
 //   std::string bytes = *codec->Encode(chunk, level);    // chunk: KvChunkView (float32)
@@ -46,10 +47,10 @@ struct DecodedChunk {
 
 // Sizes of one encoded chunk, for benchmarks and metrics.
 struct EncodeStats {
-  size_t header_bytes = 0;
-  size_t scale_bytes = 0;
+  size_t header_bytes = 0;  // header + section/slot directories + rANS lane states
+  size_t scale_bytes = 0;   // rans: per slot 4 bytes of grid + 1 byte per token
   size_t table_bytes = 0;   // tables carried in the chunk
-  size_t stream_bytes = 0;  // entropy-coded symbols (or raw values for baselines)
+  size_t stream_bytes = 0;  // entropy-coded symbols' words (or raw values for baselines)
   size_t total_bytes = 0;
   int slots_with_chunk_tables = 0;
 };
@@ -83,11 +84,27 @@ class KvCodec {
   absl::Status DecodeInto(absl::string_view bytes, const DecodeOptions& options,
                           std::span<float> out, ChunkHeader* header = nullptr) const;
 
+  // Parallel decode of independent chunks: chunks[i] into outs[i] (each exactly its chunk's
+  // layers*2*T*C floats) on up to `threads` threads (0: std::thread::hardware_concurrency(),
+  // never more than chunks.size()), each thread taking the next undecoded chunk. The result is
+  // bit-identical to decoding the chunks one by one (each chunk is decoded by one thread; the
+  // prepared tables are shared and immutable). Returns OK or the error of the lowest-index
+  // chunk that failed; `statuses`, if given, gets one status per chunk.
+  absl::Status DecodeChunksInto(std::span<const absl::string_view> chunks,
+                                const DecodeOptions& options,
+                                std::span<const std::span<float>> outs, int threads = 0,
+                                std::vector<absl::Status>* statuses = nullptr) const;
+  // Same, allocating: one DecodedChunk per input chunk, in input order.
+  absl::StatusOr<std::vector<DecodedChunk>> DecodeChunks(std::span<const absl::string_view> chunks,
+                                                         const DecodeOptions& options = {},
+                                                         int threads = 0) const;
+
  private:
   KvCodec() = default;
   absl::StatusOr<std::string> EncodeImpl(const KvChunkView& chunk, const LevelSpec& bins,
                                          uint8_t level, const EncodeOptions& options,
                                          EncodeStats* stats) const;
+  absl::Status CheckHeader(const ChunkHeader& h, const DecodeOptions& options) const;
   absl::Status DecodeParsed(const ParsedChunk& chunk, const DecodeOptions& options,
                             std::span<float> out) const;
   absl::Status DecodeRans(const ChunkHeader& h, absl::string_view payload,

@@ -1,5 +1,6 @@
-// KvCodec::DecodeRans: validates the whole payload layout first, then decodes slot by slot.
-// Every length is checked against its section before use; the rANS decoder is bounds-checked.
+// KvCodec::DecodeRans: validates the whole payload layout first, then decodes the chunk's one
+// rANS stream slot by slot, fused with dequantization. Every length is checked against its
+// section before use; the rANS decoder is bounds-checked.
 #include <algorithm>
 #include <vector>
 
@@ -11,7 +12,6 @@
 #include "common/codec/prepared_tables.h"
 #include "common/codec/quantizer.h"
 #include "common/codec/rans_decoder.h"
-#include "common/tensor/dtype.h"
 
 namespace ctx::codec {
 
@@ -21,8 +21,7 @@ struct SlotPlan {
   int slot = 0;
   int bins = 0;
   TableMode mode = TableMode::kProfile;
-  absl::string_view stream;
-  const uint8_t* scales = nullptr;  // T little-endian fp16
+  const uint8_t* scales = nullptr;  // u16 lo_f16, u16 ratio_m, T u8 codes
   const RansDecodeTables* tables = nullptr;
   int table_stride = 1;
 };
@@ -38,7 +37,8 @@ absl::Status KvCodec::DecodeRans(const ChunkHeader& h, absl::string_view payload
   const size_t t_count = h.token_count;
   const size_t per_slot = t_count * channels;
   const size_t present = static_cast<size_t>(h.SlotsPresent());
-  if (sec[0].size() != present * 6 || sec[1].size() != present * t_count * 2) {
+  const size_t scale_entry = 4 + t_count;
+  if (sec[0].size() != present * 2 || sec[1].size() != present * scale_entry) {
     return absl::DataLossError("KV chunk: slot directory or scale section has the wrong size");
   }
 
@@ -47,21 +47,17 @@ absl::Status KvCodec::DecodeRans(const ChunkHeader& h, absl::string_view payload
   std::vector<RansDecodeTables> chunk_tables;
   chunk_tables.reserve(present);  // plans point into it: no reallocation
   std::vector<uint16_t> freqs;
-  size_t stream_offset = 0;
   for (int slot = 0; slot < h.geometry.slots(); ++slot) {
     if (!h.SlotPresent(slot)) continue;
     SlotPlan p;
     p.slot = slot;
     p.bins = 2 * dir.U8();
     const uint8_t mode = dir.U8();
-    const uint32_t len = dir.U32();
-    if (!dir.ok() || !ValidBins(p.bins) || mode > 2 || len > sec[3].size() - stream_offset) {
+    if (!dir.ok() || !ValidBins(p.bins) || mode > 2) {
       return absl::DataLossError(absl::StrCat("KV chunk: slot ", slot, " directory entry invalid"));
     }
     p.mode = static_cast<TableMode>(mode);
-    p.stream = sec[3].substr(stream_offset, len);
-    stream_offset += len;
-    p.scales = reinterpret_cast<const uint8_t*>(sec[1].data()) + plans.size() * t_count * 2;
+    p.scales = reinterpret_cast<const uint8_t*>(sec[1].data()) + plans.size() * scale_entry;
     const int a = AlphabetSize(p.bins);
     if (p.mode == TableMode::kProfile) {
       // The tables are [C][A] for the profile's geometry: a chunk naming them with another
@@ -89,17 +85,17 @@ absl::Status KvCodec::DecodeRans(const ChunkHeader& h, absl::string_view payload
     }
     plans.push_back(p);
   }
-  if (stream_offset != sec[3].size() || tables.remaining() != 0) {
-    return absl::DataLossError("KV chunk: streams or tables section has trailing bytes");
-  }
-  for (size_t i = 0; i < present * t_count; ++i) {
-    const uint16_t s = static_cast<uint16_t>(sec[1][2 * i] & 0xff) |
-                       static_cast<uint16_t>((sec[1][2 * i + 1] & 0xff) << 8);
-    if ((s & 0x7c00) == 0x7c00) return absl::DataLossError("KV chunk: scale is inf/NaN");
+  if (tables.remaining() != 0) {
+    return absl::DataLossError("KV chunk: tables section has trailing bytes");
   }
 
-  // Decode each slot straight into dequantized floats (row_step = scale / MAX per token).
+  // Decode each slot straight into dequantized floats (row_step = s_code / MAX per token).
+  RansDecoder rans;
+  if (absl::Status s = rans.Begin(sec[3]); !s.ok()) {
+    return absl::DataLossError(absl::StrCat("KV chunk: ", s.message()));
+  }
   std::vector<float> row_step(t_count);
+  float scale[kScaleCodes];
   size_t next = 0;
   for (int slot = 0; slot < h.geometry.slots(); ++slot) {
     float* dst = out.data() + slot * per_slot;
@@ -108,16 +104,22 @@ absl::Status KvCodec::DecodeRans(const ChunkHeader& h, absl::string_view payload
       continue;
     }
     const SlotPlan& p = plans[next++];
-    const int max_q = MaxQ(p.bins);
-    for (size_t t = 0; t < t_count; ++t) {
-      const uint16_t scale = static_cast<uint16_t>(p.scales[2 * t] | p.scales[2 * t + 1] << 8);
-      row_step[t] = tensor::HalfToFloat(scale) / static_cast<float>(max_q);
+    const ScaleGrid grid{static_cast<uint16_t>(p.scales[0] | p.scales[1] << 8),
+                         static_cast<uint16_t>(p.scales[2] | p.scales[3] << 8)};
+    if (!grid.Expand(scale)) {
+      return absl::DataLossError(absl::StrCat("KV chunk slot ", slot, ": invalid scale grid"));
     }
-    if (absl::Status s = RansDecodeDequantize(p.stream, t_count, channels, *p.tables,
-                                              p.table_stride, max_q, row_step.data(), dst);
+    const float max_q = static_cast<float>(MaxQ(p.bins));
+    const uint8_t* codes = p.scales + 4;
+    for (size_t t = 0; t < t_count; ++t) row_step[t] = scale[codes[t]] / max_q;
+    if (absl::Status s = rans.BlockDequantize(t_count, channels, *p.tables, p.table_stride,
+                                              MaxQ(p.bins), row_step.data(), dst);
         !s.ok()) {
       return absl::DataLossError(absl::StrCat("KV chunk slot ", slot, ": ", s.message()));
     }
+  }
+  if (absl::Status s = rans.Finish(); !s.ok()) {
+    return absl::DataLossError(absl::StrCat("KV chunk: ", s.message()));
   }
   return absl::OkStatus();
 }

@@ -1,10 +1,11 @@
-// KvCodec::Encode: CacheGen-style quantization, per-slot table choice, interleaved rANS.
+// KvCodec::Encode: CacheGen-style quantization (8-bit log-grid row scales), per-slot table
+// choice, one interleaved rANS stream per chunk.
 //
-// Payload of an EncodingKind::kRans chunk (sections, docs/kv-wire-format.md §4):
-//   0 slot directory : per present slot (slot order): u8 bins/2, u8 table mode, u32 stream bytes
-//   1 scales         : per present slot, T fp16 scales (u16)
+// Payload of an EncodingKind::kRans chunk (sections, docs/kv-wire-format.md §7):
+//   0 slot directory : per present slot (slot order): u8 bins/2, u8 table mode
+//   1 scales         : per present slot: u16 lo (fp16), u16 ratio_m, T u8 scale codes
 //   2 chunk tables   : per present slot with mode 1: C tables, mode 2: 1 table (freq_table.h)
-//   3 streams        : per present slot, its rANS stream (rans_encoder.h), concatenated
+//   3 stream         : one rANS stream (rans_encoder.h), the present slots' blocks in slot order
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -19,23 +20,87 @@
 #include "common/codec/prepared_tables.h"
 #include "common/codec/quantizer.h"
 #include "common/codec/rans_encoder.h"
+#include "common/codec/wire_format.h"
 
 namespace ctx::codec {
 
 namespace {
 
+// cost[f] = SymbolCostBits(f) for f in [1, M]: no log2 per histogram entry.
+const float* CostTable() {
+  static const std::vector<float> table = [] {
+    std::vector<float> t(kProbScale + 1, 0.f);
+    for (uint32_t f = 1; f <= kProbScale; ++f) t[f] = static_cast<float>(SymbolCostBits(f));
+    return t;
+  }();
+  return table.data();
+}
+
 // Bits to code histogram h[c][s] under frequencies f[c][s] (f_stride 0: one shared table).
-double CrossEntropyBits(const std::vector<uint64_t>& h, const uint16_t* f, int channels, int a,
+double CrossEntropyBits(const std::vector<uint32_t>& h, const uint16_t* f, int channels, int a,
                         int f_stride) {
+  const float* cost = CostTable();
   double bits = 0;
   for (int c = 0; c < channels; ++c) {
-    for (int s = 0; s < a; ++s) {
-      const uint64_t n = h[static_cast<size_t>(c) * a + s];
-      if (n) bits += static_cast<double>(n) * SymbolCostBits(f[c * f_stride * a + s]);
-    }
+    const uint32_t* hc = h.data() + static_cast<size_t>(c) * a;
+    const uint16_t* fc = f + c * f_stride * a;
+    float row = 0;
+    for (int s = 0; s < a; ++s) row += static_cast<float>(hc[s]) * cost[fc[s]];
+    bits += row;
   }
   return bits;
 }
+
+// n * log2(n) for n in [0, max_n] (counts are at most T <= kMaxChunkTokens).
+double NLog2N(uint32_t n) {
+  static thread_local std::vector<double> table;
+  if (n >= table.size()) {
+    const size_t old = table.size();
+    table.resize(std::max<size_t>(n + 1, 2 * old));
+    for (size_t i = old; i < table.size(); ++i) {
+      table[i] = i ? static_cast<double>(i) * std::log2(static_cast<double>(i)) : 0.0;
+    }
+  }
+  return table[n];
+}
+
+// Lower bounds on what chunk tables can cost (no table codes data below its empirical
+// entropy, and every table entry takes at least one byte): if the profile table is cheaper
+// than both, the exact chunk-table costs need not be computed.
+void ChunkTableLowerBounds(const std::vector<uint32_t>& hist, int channels, int a,
+                           double* per_channel, double* shared) {
+  double chan = 0;
+  std::vector<uint64_t> pooled(a, 0);
+  uint64_t total = 0;
+  for (int c = 0; c < channels; ++c) {
+    const uint32_t* h = hist.data() + static_cast<size_t>(c) * a;
+    uint32_t n = 0;
+    for (int s = 0; s < a; ++s) {
+      n += h[s];
+      chan -= NLog2N(h[s]);
+      pooled[s] += h[s];
+    }
+    chan += NLog2N(n);
+    total += n;
+  }
+  double pooled_bits = static_cast<double>(total) * std::log2(static_cast<double>(total));
+  for (uint64_t n : pooled) {
+    if (n) pooled_bits -= static_cast<double>(n) * std::log2(static_cast<double>(n));
+  }
+  *per_channel = chan + 8.0 * channels * a;
+  *shared = pooled_bits + 8.0 * a;
+}
+
+// What the encoder decided for one present slot.
+struct SlotCode {
+  int slot = 0;
+  int bins = 0;
+  TableMode mode = TableMode::kProfile;
+  const RansEncSymbol* tables = nullptr;
+  int table_stride = 1;
+  std::vector<RansEncSymbol> own;  // chunk tables in encoder form
+  size_t symbol_offset = 0;        // into the chunk's symbol buffer
+};
 
 }  // namespace
 
@@ -80,116 +145,139 @@ absl::StatusOr<std::string> KvCodec::EncodeImpl(const KvChunkView& chunk, const 
   h.token_begin = chunk.token_begin;
   h.token_count = chunk.token_count;
 
-  std::string dir, scales, tables, streams;
-  ByteWriter dir_w(&dir), scale_w(&scales), table_w(&tables);
-  static thread_local std::vector<uint8_t> symbols;  // reused: avoids page faults per call
-  if (symbols.size() < per_slot) symbols.resize(per_slot);
-  std::vector<uint16_t> chan_freqs, shared_freqs;
-  std::vector<uint64_t> hist, shared_hist;
-  bool used_profile = false;
-  int chunk_table_slots = 0;
-
+  std::vector<SlotCode> codes;
   for (int slot = 0; slot < g.slots(); ++slot) {
     const int bins = spec.Bins(slot);
     if (bins == 0) continue;
     if (!ValidBins(bins)) return absl::InvalidArgumentError(absl::StrCat("invalid bins ", bins));
     (slot & 1 ? h.value_mask : h.key_mask) |= uint64_t{1} << (slot / 2);
-    const int max_q = MaxQ(bins), a = AlphabetSize(bins);
+    SlotCode sc;
+    sc.slot = slot;
+    sc.bins = bins;
+    sc.symbol_offset = codes.size() * per_slot;
+    codes.push_back(std::move(sc));
+  }
+  if (codes.empty()) return absl::InvalidArgumentError("level sends no slot at all");
 
-    // Quantize: one fp16 scale per token row, symbols [T][C]; histogram per channel.
+  std::string dir, scales, tables, stream;
+  ByteWriter dir_w(&dir), table_w(&tables);
+  static thread_local std::vector<uint8_t> symbols;  // reused: avoids page faults per call
+  if (symbols.size() < codes.size() * per_slot) symbols.resize(codes.size() * per_slot);
+  std::vector<uint16_t> chan_freqs, shared_freqs;
+  std::vector<uint32_t> hist;
+  std::vector<uint64_t> shared_hist;
+  bool used_profile = false;
+  int chunk_table_slots = 0;
+  scales.reserve(codes.size() * (4 + t_count));
+
+  for (SlotCode& sc : codes) {
+    const int slot = sc.slot, bins = sc.bins, a = AlphabetSize(bins);
+    // Quantize: one scale code per token row, symbols [T][C]; histogram per channel.
     hist.assign(static_cast<size_t>(channels) * a, 0);
-    const float* base = chunk.data.data() + slot * per_slot;
-    for (size_t t = 0; t < t_count; ++t) {
-      uint16_t scale;
-      if (absl::Status s = RowScale(base + t * channels, channels, &scale); !s.ok()) return s;
-      uint8_t* q = symbols.data() + t * channels;
-      QuantizeRow(base + t * channels, channels, max_q, scale, q);
-      scale_w.U16(scale);
-      for (int c = 0; c < channels; ++c) ++hist[static_cast<size_t>(c) * a + q[c]];
+    uint8_t* sym = symbols.data() + sc.symbol_offset;
+    if (absl::Status s = QuantizeSlot(chunk.data.data() + slot * per_slot, t_count, channels, bins,
+                                      &scales, sym, hist.data());
+        !s.ok()) {
+      return s;
     }
 
     // Candidate tables and their cost in bits (chunk tables pay for their own bytes).
     const PreparedSlotTable* prof = prepared_->Find(slot, bins);
     constexpr double kInf = std::numeric_limits<double>::infinity();
-    double prof_bits = kInf;
+    double prof_bits = kInf, chan_bits = kInf, shared_bits = kInf;
     if (prof) {
-      prof_bits = 0;
-      for (size_t i = 0; i < hist.size(); ++i) {
-        if (hist[i]) prof_bits += static_cast<double>(hist[i]) * prof->cost[i];
+      double bits = 0;
+      for (size_t i = 0; i < hist.size(); ++i) bits += static_cast<double>(hist[i]) * prof->cost[i];
+      prof_bits = bits;
+    }
+    bool want_chunk = options.tables != TableChoice::kProfile;
+    if (want_chunk && options.tables == TableChoice::kAuto && prof) {
+      double chan_lb, shared_lb;
+      ChunkTableLowerBounds(hist, channels, a, &chan_lb, &shared_lb);
+      // Slack for float rounding in the exact costs: then the decision is the same.
+      want_chunk = prof_bits * (1 - 1e-6) > std::min(chan_lb, shared_lb);
+    }
+    if (want_chunk) {
+      chan_freqs.resize(hist.size());
+      std::vector<uint64_t> h64(a);
+      for (int c = 0; c < channels; ++c) {
+        std::copy(hist.begin() + static_cast<size_t>(c) * a,
+                  hist.begin() + static_cast<size_t>(c + 1) * a, h64.begin());
+        NormalizeFrequencies(
+            h64, std::span<uint16_t>(chan_freqs.data() + static_cast<size_t>(c) * a, a));
       }
+      chan_bits = CrossEntropyBits(hist, chan_freqs.data(), channels, a, 1) +
+                  8.0 * FreqTableBytes(chan_freqs);
+      shared_hist.assign(a, 0);
+      for (size_t i = 0; i < hist.size(); ++i) shared_hist[i % a] += hist[i];
+      shared_freqs.resize(a);
+      NormalizeFrequencies(shared_hist, shared_freqs);
+      shared_bits = CrossEntropyBits(hist, shared_freqs.data(), channels, a, 0) +
+                    8.0 * FreqTableBytes(shared_freqs);
     }
-    chan_freqs.resize(hist.size());
-    for (int c = 0; c < channels; ++c) {
-      NormalizeFrequencies(std::span<const uint64_t>(hist.data() + static_cast<size_t>(c) * a, a),
-                           std::span<uint16_t>(chan_freqs.data() + static_cast<size_t>(c) * a, a));
-    }
-    const double chan_bits = CrossEntropyBits(hist, chan_freqs.data(), channels, a, 1) +
-                             8.0 * FreqTableBytes(chan_freqs);
-    shared_hist.assign(a, 0);
-    for (size_t i = 0; i < hist.size(); ++i) shared_hist[i % a] += hist[i];
-    shared_freqs.resize(a);
-    NormalizeFrequencies(shared_hist, shared_freqs);
-    const double shared_bits = CrossEntropyBits(hist, shared_freqs.data(), channels, a, 0) +
-                               8.0 * FreqTableBytes(shared_freqs);
 
-    TableMode mode;
     switch (options.tables) {
       case TableChoice::kProfile:
         if (!prof) {
           return absl::FailedPreconditionError(
               absl::StrCat("codec profile has no table for slot ", slot, " at ", bins, " bins"));
         }
-        mode = TableMode::kProfile;
+        sc.mode = TableMode::kProfile;
         break;
       case TableChoice::kChunkPerChannel:
-        mode = TableMode::kChunkPerChannel;
+        sc.mode = TableMode::kChunkPerChannel;
         break;
       case TableChoice::kChunkShared:
-        mode = TableMode::kChunkShared;
+        sc.mode = TableMode::kChunkShared;
         break;
       case TableChoice::kAuto:
       default:
-        mode = prof_bits <= chan_bits && prof_bits <= shared_bits ? TableMode::kProfile
-               : chan_bits <= shared_bits                         ? TableMode::kChunkPerChannel
-                                                                  : TableMode::kChunkShared;
+        sc.mode = prof_bits <= chan_bits && prof_bits <= shared_bits ? TableMode::kProfile
+                  : chan_bits <= shared_bits                         ? TableMode::kChunkPerChannel
+                                                                     : TableMode::kChunkShared;
     }
-
-    const size_t stream_start = streams.size();
-    if (mode == TableMode::kProfile) {
+    if (sc.mode == TableMode::kProfile) {
       used_profile = true;
-      RansEncode(symbols.data(), t_count, channels, prof->enc.data(), 1, a, &streams);
-    } else if (mode == TableMode::kChunkPerChannel) {
+      sc.tables = prof->enc.data();
+    } else if (sc.mode == TableMode::kChunkPerChannel) {
       ++chunk_table_slots;
       WriteFreqTable(chan_freqs, &table_w);
-      const std::vector<RansSymbol> enc = BuildEncodeSymbols(chan_freqs, a);
-      RansEncode(symbols.data(), t_count, channels, enc.data(), 1, a, &streams);
+      sc.own = BuildEncodeSymbols(chan_freqs, a);
+      sc.tables = sc.own.data();
     } else {
       ++chunk_table_slots;
       WriteFreqTable(shared_freqs, &table_w);
-      const std::vector<RansSymbol> enc = BuildEncodeSymbols(shared_freqs, a);
-      RansEncode(symbols.data(), t_count, channels, enc.data(), 0, a, &streams);
+      sc.own = BuildEncodeSymbols(shared_freqs, a);
+      sc.tables = sc.own.data();
+      sc.table_stride = 0;
     }
     dir_w.U8(static_cast<uint8_t>(bins / 2));
-    dir_w.U8(static_cast<uint8_t>(mode));
-    dir_w.U32(static_cast<uint32_t>(streams.size() - stream_start));
+    dir_w.U8(static_cast<uint8_t>(sc.mode));
   }
-  if (h.key_mask == 0 && h.value_mask == 0) {
-    return absl::InvalidArgumentError("level sends no slot at all");
+  // One stream for the chunk: rANS is LIFO, so the last slot goes in first.
+  RansEncoder enc(codes.size() * per_slot);
+  for (size_t i = codes.size(); i-- > 0;) {
+    const SlotCode& sc = codes[i];
+    enc.PutBlock(symbols.data() + sc.symbol_offset, t_count, channels, sc.tables, sc.table_stride,
+                 AlphabetSize(sc.bins));
   }
+  enc.Finish(&stream);
   h.profile_hash = used_profile ? tables_hash_ : 0;
 
   std::string payload;
-  WriteSections({dir, scales, tables, streams}, &payload);
+  WriteSections({dir, scales, tables, stream}, &payload);
   std::string out;
   out.reserve(kChunkHeaderSize + payload.size());
   WriteChunk(h, payload, &out);
   if (stats) {
+    // Header: fixed header + section directory + slot directory + the stream's lane states.
     stats->header_bytes =
         kChunkHeaderSize +
-        (payload.size() - dir.size() - scales.size() - tables.size() - streams.size()) + dir.size();
+        (payload.size() - dir.size() - scales.size() - tables.size() - stream.size()) + dir.size() +
+        kRansHeaderBytes;
     stats->scale_bytes = scales.size();
     stats->table_bytes = tables.size();
-    stats->stream_bytes = streams.size();
+    stats->stream_bytes = stream.size() - kRansHeaderBytes;
     stats->total_bytes = out.size();
     stats->slots_with_chunk_tables = chunk_table_slots;
   }

@@ -13,9 +13,9 @@ struct PreparedSlotTable {
   int slot = 0;
   int bins = 0;
   int alphabet = 0;
-  std::vector<RansSymbol> enc;  // [C][A]
-  std::vector<float> cost;      // [C][A] bits per symbol
-  RansDecodeTables dec;         // C tables
+  std::vector<RansEncSymbol> enc;  // [C][A]
+  std::vector<float> cost;         // [C][A] bits per symbol
+  RansDecodeTables dec;            // C tables
 };
 
 struct PreparedTables {
@@ -29,6 +29,6 @@ struct PreparedTables {
 };
 
 // freqs [count][A] -> encoder symbols [count][A].
-std::vector<RansSymbol> BuildEncodeSymbols(std::span<const uint16_t> freqs, int alphabet);
+std::vector<RansEncSymbol> BuildEncodeSymbols(std::span<const uint16_t> freqs, int alphabet);
 
 }  // namespace ctx::codec

@@ -221,18 +221,19 @@ absl::Status ProfileBuilder::AddChunk(const KvChunkView& chunk) {
     return absl::InvalidArgumentError("calibration chunk data size does not match its geometry");
   }
   const int c = geometry_.channels();
-  std::vector<uint8_t> q(c);
+  // The symbols the encoder will code: same quantizer, same 8-bit log-grid row scales.
+  std::vector<uint8_t> q(chunk.ElementsPerSlot());
+  std::string scales;
   for (auto& [key, hist] : hist_) {
     const auto [slot, bins] = key;
-    const int max_q = MaxQ(bins), a = AlphabetSize(bins);
+    const int a = AlphabetSize(bins);
     const float* base = chunk.data.data() + slot * chunk.ElementsPerSlot();
-    for (uint32_t t = 0; t < chunk.token_count; ++t) {
-      const float* row = base + static_cast<size_t>(t) * c;
-      uint16_t scale;
-      if (absl::Status s = RowScale(row, c, &scale); !s.ok()) return s;
-      QuantizeRow(row, c, max_q, scale, q.data());
-      for (int ch = 0; ch < c; ++ch) ++hist[static_cast<size_t>(ch) * a + q[ch]];
+    scales.clear();
+    if (absl::Status s = QuantizeSlot(base, chunk.token_count, c, bins, &scales, q.data(), nullptr);
+        !s.ok()) {
+      return s;
     }
+    for (size_t i = 0; i < q.size(); ++i) ++hist[(i % c) * a + q[i]];
   }
   tokens_ += chunk.token_count;
   return absl::OkStatus();
@@ -270,7 +271,8 @@ CodecProfile ProfileBuilder::Build() const {
       for (int s = 0; s < geometry_.slots(); ++s) {
         const int b = l.Bins(s);
         if (b == 0) continue;
-        bits += payload_bits[{s, b}] + 16.0 * tokens_;  // + one fp16 scale per token
+        // + one 8-bit scale code per token (the per-slot grid's 4 bytes are per chunk).
+        bits += payload_bits[{s, b}] + 8.0 * tokens_;
       }
       l.bits_per_element = bits / elements;
     }

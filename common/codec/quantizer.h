@@ -8,7 +8,9 @@
 // b = 256 gives the 8-bit baseline (255 levels, MAX = 127).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "absl/status/status.h"
 
@@ -31,5 +33,42 @@ void QuantizeRow(const float* x, int n, int max_q, uint16_t scale_f16, uint8_t* 
 
 // x̂[c] = (q[c] - max_q) * (s / max_q).
 void DequantizeRow(const uint8_t* q, int n, int max_q, uint16_t scale_f16, float* out);
+
+// Same with a float scale s >= max|x| (the rANS kind's 8-bit log-grid scales below).
+void QuantizeRowF(const float* x, int n, int max_q, float s, uint8_t* q);
+
+// max|x| of a row. InvalidArgument if a value is NaN/inf or max|x| exceeds 65504.
+absl::Status RowMaxAbs(const float* x, int n, float* max_abs);
+
+// The rANS kind's row scales (wire format v2, §4): one byte per row, a code into a per-slot
+// log-spaced grid
+//   s_0 = 0 (all-zero rows),  s_1 = lo,  s_{k+1} = fl(s_k * r)  for k = 1..254,
+//   lo = an fp16 (lo_f16 bits, 1..0x7bff),  r = 1 + ratio_m / 2^16.
+// The grid is expanded by repeated IEEE float multiplication, so encoder and decoder get
+// bit-identical scales on any machine (no libm). A row gets the smallest code with
+// s_k >= max|x|: the quantizer bound |x - x̂| <= s_k / (2 MAX) holds with the stored scale,
+// and s_k < r * max|x| (code >= 2) or s_k = lo <= max|x| (code 1): scales cost at most a
+// factor r (typically 1.01-1.03) over exact ones, for 8 bits instead of 16.
+inline constexpr int kScaleCodes = 256;
+struct ScaleGrid {
+  uint16_t lo_f16 = 1;
+  uint16_t ratio_m = 0;
+
+  float ratio() const { return 1.f + static_cast<float>(ratio_m) * (1.f / 65536.f); }
+  // Fills s[0..256). False if lo is not a positive finite fp16 or s_255 is not finite.
+  bool Expand(float* s) const;
+};
+// The grid for rows with these max|x| (each finite, <= 65504): lo = the largest fp16 <= the
+// smallest non-zero max (at least the smallest fp16 subnormal), r the smallest with s_255 >= the
+// largest max.
+ScaleGrid FitScaleGrid(const float* row_max, size_t n);
+// Smallest k with s[k] >= m (s from Expand; m <= s[255]).
+uint8_t ScaleCode(const float* s, float m);
+
+// Quantizes one slot x[T][C] at `bins` the way the rANS kind does: appends the slot's scale
+// entry (u16 lo_f16, u16 ratio_m, T u8 codes) to scale_out, writes symbols[T][C] and, if
+// hist is not null, adds them to hist[C][A] (A = AlphabetSize(bins)).
+absl::Status QuantizeSlot(const float* x, size_t tokens, int channels, int bins,
+                          std::string* scale_out, uint8_t* symbols, uint32_t* hist);
 
 }  // namespace ctx::codec

@@ -1,10 +1,15 @@
 #include "common/codec/rans_decoder.h"
 
 #include <algorithm>
+#include <atomic>
 #include <type_traits>
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define CTX_RANS_AVX512 1
+#endif
+
 #include "common/codec/freq_table.h"
-#include "common/codec/rans_encoder.h"
 
 namespace ctx::codec {
 
@@ -12,7 +17,8 @@ RansDecodeTables RansDecodeTables::Build(std::span<const uint16_t> freqs, int al
   RansDecodeTables t;
   t.alphabet = alphabet;
   t.count = static_cast<int>(freqs.size() / alphabet);
-  t.lut.resize(static_cast<size_t>(t.count) * kProbScale);
+  // +4: the AVX-512 path gathers 4 bytes at each lut position.
+  t.lut.resize(static_cast<size_t>(t.count) * kProbScale + 4);
   t.sym.resize(freqs.size());
   for (int k = 0; k < t.count; ++k) {
     uint8_t* lut = t.lut.data() + static_cast<size_t>(k) * kProbScale;
@@ -28,108 +34,223 @@ RansDecodeTables RansDecodeTables::Build(std::span<const uint16_t> freqs, int al
   return t;
 }
 
-// Invariants: x stays in [L, 256 L) between symbols (L = kRansL). Decoding s from x:
-//   slot = x mod M  identifies s (lut), then x = f * (x / M) + slot - start  (inverse of C),
-//   which leaves x in [f L / M, 256 f L/M): read bytes while x < L to return to I.
-// The reads are bounds-checked: past the end we feed zeros and report DataLoss afterwards.
-namespace {
-
-// Emit<uint8_t>: store symbols; Emit<float>: store (s - max_q) * row_step[r] (dequantized).
-template <typename Out>
-absl::Status DecodeImpl(absl::string_view in, size_t rows, int cols, const RansDecodeTables& t,
-                        int table_stride, Out* dest, const float* row_step, int max_q) {
-  const uint8_t* ptr = reinterpret_cast<const uint8_t*>(in.data());
-  const uint8_t* const end = ptr + in.size();
-  if (in.size() < 4 * kRansStates) return absl::DataLossError("rANS stream truncated");
-  uint32_t x[kRansStates];
-  for (uint32_t& s : x) {
-    s = ptr[0] | ptr[1] << 8 | ptr[2] << 16 | static_cast<uint32_t>(ptr[3]) << 24;
-    ptr += 4;
-    if (s < kRansL || s >= (kRansL << 8)) {
+absl::Status RansDecoder::Begin(absl::string_view stream) {
+  p_ = reinterpret_cast<const uint8_t*>(stream.data());
+  end_ = p_ + stream.size();
+  overrun_ = false;
+  if (stream.size() < kRansHeaderBytes) return absl::DataLossError("rANS stream truncated");
+  for (uint32_t& x : x_) {
+    x = p_[0] | p_[1] << 8 | p_[2] << 16 | static_cast<uint32_t>(p_[3]) << 24;
+    p_ += 4;
+    if (x < kRansL || x >= (kRansL << 16)) {
       return absl::DataLossError("rANS stream has an invalid initial state");
     }
-  }
-  static_assert(kRansStates == 4 && kRansGroup == 4, "the unrolled loop codes 4 states");
-  bool overrun = false;
-  const size_t lut_step = static_cast<size_t>(table_stride) * kProbScale;
-  const size_t sym_step = static_cast<size_t>(table_stride) * t.alphabet;
-  const uint8_t* const lut = t.lut.data();
-  const uint32_t* const sym = t.sym.data();
-  const uint8_t* p = ptr;
-  // One symbol with state `st` from table column `c`. After the update st >= 2^13, so at most
-  // two bytes bring it back to >= L (2^13 << 16 >= 2^23); with >= 2 bytes left both reads are
-  // in bounds, otherwise the checked loop runs.
-  // (A branchless renorm measured no faster here: the lut loads dominate.)
-  auto step = [&](uint32_t& st, size_t c) -> uint8_t {
-    const uint32_t slot = st & (kProbScale - 1);
-    const uint8_t s = lut[c * lut_step + slot];
-    const uint32_t info = sym[c * sym_step + s];
-    st = (info & 0xffff) * (st >> kProbBits) + slot - (info >> 16);
-    if (st < kRansL) {
-      if (end - p >= 2) {
-        st = (st << 8) | *p++;
-        if (st < kRansL) st = (st << 8) | *p++;
-      } else {
-        while (st < kRansL) {
-          const bool have = p < end;
-          overrun |= !have;
-          st = (st << 8) | (have ? *p : 0u);
-          p += have;
-        }
-      }
-    }
-    return s;
-  };
-  uint32_t x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
-  uint32_t* states[kRansStates] = {&x0, &x1, &x2, &x3};
-  const size_t stride = static_cast<size_t>(cols);
-  for (size_t c0 = 0; c0 < stride; c0 += kRansGroup) {
-    const size_t width = std::min<size_t>(kRansGroup, stride - c0);
-    Out* out = dest + c0;
-    auto emit = [&](uint8_t v, size_t r) -> Out {
-      if constexpr (std::is_same_v<Out, float>) {
-        return static_cast<float>(static_cast<int>(v) - max_q) * row_step[r];
-      } else {
-        (void)r;
-        return v;
-      }
-    };
-    if (width == kRansGroup) {
-      // Full group: state k decodes column c0 + k of every row (sequence index j = 4*(..) + k).
-      for (size_t r = 0; r < rows; ++r, out += stride) {
-        const uint8_t s0 = step(x0, c0), s1 = step(x1, c0 + 1), s2 = step(x2, c0 + 2),
-                      s3 = step(x3, c0 + 3);
-        out[0] = emit(s0, r), out[1] = emit(s1, r), out[2] = emit(s2, r), out[3] = emit(s3, r);
-      }
-    } else {
-      size_t j = c0 * rows;
-      for (size_t r = 0; r < rows; ++r, out += stride) {
-        for (size_t k = 0; k < width; ++k, ++j) {
-          out[k] = emit(step(*states[j % kRansStates], c0 + k), r);
-        }
-      }
-    }
-  }
-  x[0] = x0, x[1] = x1, x[2] = x2, x[3] = x3;
-  ptr = p;
-  if (overrun || ptr != end) return absl::DataLossError("rANS stream length does not match");
-  for (uint32_t s : x) {
-    if (s != kRansL) return absl::DataLossError("rANS stream corrupted (final state mismatch)");
   }
   return absl::OkStatus();
 }
 
+absl::Status RansDecoder::Finish() const {
+  if (overrun_ || p_ != end_) return absl::DataLossError("rANS stream length does not match");
+  for (uint32_t x : x_) {
+    if (x != kRansL) return absl::DataLossError("rANS stream corrupted (final state mismatch)");
+  }
+  return absl::OkStatus();
+}
+
+// Invariants: x stays in I = [L, 2^16 L) between symbols (L = kRansL = 2^15). Decoding from x:
+//   slot = x mod M names s (lut), x = f * (x / M) + slot - start (the inverse of C) lands in
+//   [f L/M, 2^16 f L/M), so x >= 2^5; if x < L one 16-bit word brings it back into I.
+// Reads: a row of a column group needs at most 2 bytes per lane; rows are decoded unchecked
+// while that many bytes remain, the last ones with checked reads (zeros past the end, and
+// Finish reports the overrun).
+namespace {
+
+struct Group {
+  const uint8_t* lut[kRansLanes];
+  const uint32_t* sym[kRansLanes];
+};
+
+// One row of a column group, W lanes (W = kRansLanes for full groups: unrolled), or `width`.
+// Out = float: dequantized value[s] * step; Out = uint8_t: the symbol.
+template <int W, bool kChecked, typename Out>
+inline void DecodeRow(uint32_t* x, const Group& g, int width, const uint8_t*& p, const uint8_t* end,
+                      bool* overrun, const float* value, float step, Out* out) {
+  const int n = W > 0 ? W : width;
+  for (int k = 0; k < n; ++k) {
+    uint32_t xk = x[k];
+    const uint32_t slot = xk & (kProbScale - 1);
+    const uint32_t s = g.lut[k][slot];
+    const uint32_t info = g.sym[k][s];
+    xk = (info & 0xffff) * (xk >> kProbBits) + slot - (info >> 16);
+    if constexpr (!kChecked) {  // hot path: no bounds check, branchless renorm
+      const uint32_t word = p[0] | static_cast<uint32_t>(p[1]) << 8;
+      const uint32_t in = xk < kRansL;
+      xk = in ? (xk << 16) | word : xk;
+      p += 2 * in;
+    } else if (xk < kRansL) {
+      const bool have = end - p >= 2;
+      *overrun |= !have;
+      xk = (xk << 16) | (have ? p[0] | static_cast<uint32_t>(p[1]) << 8 : 0u);
+      p += have ? 2 : 0;
+    }
+    x[k] = xk;
+    if constexpr (std::is_same_v<Out, float>) {
+      out[k] = value[s] * step;
+    } else {
+      (void)value, (void)step;
+      out[k] = static_cast<uint8_t>(s);
+    }
+  }
+}
+
+#ifdef CTX_RANS_AVX512
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+#define CTX_AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,popcnt")))
+
+// 16 lanes of one row: *x states in/out, *s the decoded symbols, *q the stream position.
+CTX_AVX512_TARGET inline __attribute__((always_inline)) void DecodeVector16(
+    __m512i* x, __m512i* s, const __m512i& lut_off, const __m512i& sym_off, const uint8_t* lut,
+    const uint32_t* sym, const uint8_t** q) {
+  const __m512i slot = _mm512_and_si512(*x, _mm512_set1_epi32(kProbScale - 1));
+  *s = _mm512_and_si512(_mm512_i32gather_epi32(_mm512_add_epi32(lut_off, slot), lut, 1),
+                        _mm512_set1_epi32(0xff));
+  const __m512i info = _mm512_i32gather_epi32(_mm512_add_epi32(sym_off, *s), sym, 4);
+  __m512i xv =
+      _mm512_add_epi32(_mm512_mullo_epi32(_mm512_and_si512(info, _mm512_set1_epi32(0xffff)),
+                                          _mm512_srli_epi32(*x, kProbBits)),
+                       _mm512_sub_epi32(slot, _mm512_srli_epi32(info, 16)));
+  const __mmask16 in = _mm512_cmplt_epu32_mask(xv, _mm512_set1_epi32(kRansL));
+  const __m512i words =
+      _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(*q)));
+  *x =
+      _mm512_mask_or_epi32(xv, in, _mm512_slli_epi32(xv, 16), _mm512_maskz_expand_epi32(in, words));
+  *q += 2 * _mm_popcnt_u32(in);
+}
+
+// Full column groups, AVX-512: lanes 0..15 and 16..31 of a row are two vectors (independent
+// dependency chains). Per vector: slot = x & (M-1); s = lut gather; info = sym gather;
+// x = f * (x >> kProbBits) + slot - start; lanes with x < L take the next words in lane
+// order (vpexpandd), exactly the scalar path's reads. Decodes rows [r, rows) while 64 bytes
+// (the worst case of a row) remain; returns the first row not decoded.
+CTX_AVX512_TARGET size_t DecodeRowsAvx512(uint32_t* x, const uint8_t* lut, const uint32_t* sym,
+                                          size_t lut_step, size_t sym_step, size_t r, size_t rows,
+                                          int cols, const uint8_t*& p, const uint8_t* end,
+                                          int max_q, const float* row_step, float* dest) {
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i lut_off0 = _mm512_mullo_epi32(lane, _mm512_set1_epi32(static_cast<int>(lut_step)));
+  const __m512i lut_off1 =
+      _mm512_add_epi32(lut_off0, _mm512_set1_epi32(static_cast<int>(16 * lut_step)));
+  const __m512i sym_off0 = _mm512_mullo_epi32(lane, _mm512_set1_epi32(static_cast<int>(sym_step)));
+  const __m512i sym_off1 =
+      _mm512_add_epi32(sym_off0, _mm512_set1_epi32(static_cast<int>(16 * sym_step)));
+  const __m512i vmax_q = _mm512_set1_epi32(max_q);
+  __m512i x0 = _mm512_loadu_si512(x), x1 = _mm512_loadu_si512(x + 16);
+  const uint8_t* q = p;
+  for (; r < rows && end - q >= 4 * kRansLanes / 2; ++r) {
+    __m512i s0, s1;
+    DecodeVector16(&x0, &s0, lut_off0, sym_off0, lut, sym, &q);
+    DecodeVector16(&x1, &s1, lut_off1, sym_off1, lut, sym, &q);
+    const __m512 step = _mm512_set1_ps(row_step[r]);
+    float* out = dest + r * cols;
+    _mm512_storeu_ps(out, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(s0, vmax_q)), step));
+    _mm512_storeu_ps(out + 16,
+                     _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(s1, vmax_q)), step));
+  }
+  _mm512_storeu_si512(x, x0);
+  _mm512_storeu_si512(x + 16, x1);
+  p = q;
+  return r;
+}
+#pragma GCC diagnostic pop
+
+bool CpuHasAvx512() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+}
+#else
+bool CpuHasAvx512() { return false; }
+#endif
+
+std::atomic<bool>& SimdEnabled() {
+  static std::atomic<bool> enabled{CpuHasAvx512()};
+  return enabled;
+}
+
 }  // namespace
+
+void SetRansSimdEnabled(bool enabled) { SimdEnabled() = enabled && CpuHasAvx512(); }
+bool RansSimdAvailable() { return CpuHasAvx512(); }
+
+template <typename Out>
+absl::Status RansDecoder::DecodeBlock(size_t rows, int cols, const RansDecodeTables& t,
+                                      int table_stride, int max_q, const float* row_step,
+                                      Out* dest) {
+  float value[256] = {};  // symbol -> (s - max_q), the fused dequantizer's LUT
+  if constexpr (std::is_same_v<Out, float>) {
+    for (int s = 0; s < t.alphabet; ++s) value[s] = static_cast<float>(s - max_q);
+  }
+  const size_t lut_step = static_cast<size_t>(table_stride) * kProbScale;
+  const size_t sym_step = static_cast<size_t>(table_stride) * t.alphabet;
+  const uint8_t* p = p_;
+  [[maybe_unused]] const bool simd = SimdEnabled().load(std::memory_order_relaxed);
+  uint32_t x[kRansLanes];
+  std::copy(x_, x_ + kRansLanes, x);
+  for (size_t c0 = 0; c0 < static_cast<size_t>(cols); c0 += kRansLanes) {
+    const int width = static_cast<int>(std::min<size_t>(kRansLanes, cols - c0));
+    Group g;
+    for (int k = 0; k < width; ++k) {
+      g.lut[k] = t.lut.data() + (c0 + k) * lut_step;
+      g.sym[k] = t.sym.data() + (c0 + k) * sym_step;
+    }
+    size_t r = 0;
+#ifdef CTX_RANS_AVX512
+    if constexpr (std::is_same_v<Out, float>) {
+      static_assert(kRansLanes == 32, "the AVX-512 path decodes a row as two 16-lane vectors");
+      if (width == kRansLanes && simd) {
+        r = DecodeRowsAvx512(x, g.lut[0], g.sym[0], lut_step, sym_step, 0, rows, cols, p, end_,
+                             max_q, row_step, dest + c0);
+      }
+    }
+#endif
+    for (; r < rows; ++r) {
+      Out* out = dest + r * cols + c0;
+      const float step = row_step ? row_step[r] : 0.f;
+      if (end_ - p >= 2 * kRansLanes) {
+        if (width == kRansLanes) {
+          DecodeRow<kRansLanes, false>(x, g, width, p, end_, &overrun_, value, step, out);
+        } else {
+          DecodeRow<0, false>(x, g, width, p, end_, &overrun_, value, step, out);
+        }
+      } else {
+        DecodeRow<0, true>(x, g, width, p, end_, &overrun_, value, step, out);
+      }
+    }
+  }
+  std::copy(x, x + kRansLanes, x_);
+  p_ = p;
+  if (overrun_) return absl::DataLossError("rANS stream truncated");
+  return absl::OkStatus();
+}
+
+absl::Status RansDecoder::Block(size_t rows, int cols, const RansDecodeTables& t, int table_stride,
+                                uint8_t* symbols) {
+  return DecodeBlock<uint8_t>(rows, cols, t, table_stride, 0, nullptr, symbols);
+}
+
+absl::Status RansDecoder::BlockDequantize(size_t rows, int cols, const RansDecodeTables& t,
+                                          int table_stride, int max_q, const float* row_step,
+                                          float* values) {
+  return DecodeBlock<float>(rows, cols, t, table_stride, max_q, row_step, values);
+}
 
 absl::Status RansDecode(absl::string_view in, size_t rows, int cols, const RansDecodeTables& t,
                         int table_stride, uint8_t* symbols) {
-  return DecodeImpl<uint8_t>(in, rows, cols, t, table_stride, symbols, nullptr, 0);
-}
-
-absl::Status RansDecodeDequantize(absl::string_view in, size_t rows, int cols,
-                                  const RansDecodeTables& t, int table_stride, int max_q,
-                                  const float* row_step, float* values) {
-  return DecodeImpl<float>(in, rows, cols, t, table_stride, values, row_step, max_q);
+  RansDecoder d;
+  if (absl::Status s = d.Begin(in); !s.ok()) return s;
+  if (absl::Status s = d.Block(rows, cols, t, table_stride, symbols); !s.ok()) return s;
+  return d.Finish();
 }
 
 }  // namespace ctx::codec

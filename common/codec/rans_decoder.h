@@ -1,4 +1,4 @@
-// Interleaved rANS decoder, the mirror of rans_encoder.h.
+// Interleaved rANS decoder, the mirror of rans_encoder.h (same lanes, coding order, stream).
 #pragma once
 
 #include <cstddef>
@@ -8,10 +8,12 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "common/codec/rans_encoder.h"
 
 namespace ctx::codec {
 
-// Decode-side form of a set of tables with a common alphabet:
+// Decode-side form of a set of tables with a common alphabet (immutable once built; shared
+// by any number of decoding threads):
 //   lut[t * M + slot] = the symbol whose [start, start+freq) contains slot   (M = 2^kProbBits)
 //   sym[t * alphabet + s] = freq | start << 16
 struct RansDecodeTables {
@@ -24,15 +26,43 @@ struct RansDecodeTables {
   static RansDecodeTables Build(std::span<const uint16_t> freqs, int alphabet);
 };
 
-// Decodes rows x cols symbols into `symbols` (column c uses table c * table_stride).
-// Never reads outside `in`; DataLossError if the stream is short, overlong, or does not end in
-// the encoder's initial state (which catches nearly every corruption).
+// Reads one stream block by block, in the order the encoder's blocks were coded (its Put
+// order reversed). Never reads outside the stream: a block checks once per row of a column
+// group that the worst case (16 bits per lane) is available, else takes a checked path.
+// Full column groups of BlockDequantize run on AVX-512 (two 16-lane vectors: gathers from the
+// tables, vpexpandd for the renormalization words) when the CPU has it, chosen at run time;
+// the portable scalar path decodes the same bits to the same floats.
+class RansDecoder {
+ public:
+  // Reads the lanes' initial states; DataLoss if the stream is shorter or a state is not in I.
+  absl::Status Begin(absl::string_view stream);
+  // Decodes rows x cols symbols (column c uses table c * table_stride).
+  absl::Status Block(size_t rows, int cols, const RansDecodeTables& t, int table_stride,
+                     uint8_t* symbols);
+  // Same, fused with dequantization: values[r * cols + c] = (s - max_q) * row_step[r].
+  absl::Status BlockDequantize(size_t rows, int cols, const RansDecodeTables& t, int table_stride,
+                               int max_q, const float* row_step, float* values);
+  // DataLoss unless every byte was consumed and every lane is back at the encoder's initial
+  // state L (which catches nearly every corruption).
+  absl::Status Finish() const;
+
+ private:
+  template <typename Out>
+  absl::Status DecodeBlock(size_t rows, int cols, const RansDecodeTables& t, int table_stride,
+                           int max_q, const float* row_step, Out* dest);
+  const uint8_t* p_ = nullptr;
+  const uint8_t* end_ = nullptr;
+  bool overrun_ = false;
+  uint32_t x_[kRansLanes] = {};
+};
+
+// Whether BlockDequantize may use the AVX-512 path (default: if the CPU supports it). For
+// tests and benchmarks of the portable path; not thread-safe against running decoders.
+void SetRansSimdEnabled(bool enabled);
+bool RansSimdAvailable();
+
+// One block as a whole stream: Begin + Block + Finish.
 absl::Status RansDecode(absl::string_view in, size_t rows, int cols, const RansDecodeTables& t,
                         int table_stride, uint8_t* symbols);
-
-// Same, fused with dequantization: values[r * cols + c] = (s - max_q) * row_step[r].
-absl::Status RansDecodeDequantize(absl::string_view in, size_t rows, int cols,
-                                  const RansDecodeTables& t, int table_stride, int max_q,
-                                  const float* row_step, float* values);
 
 }  // namespace ctx::codec

@@ -135,7 +135,7 @@ absl::StatusOr<ParsedChunk> ParseChunk(absl::string_view bytes) {
   }
   const KvGeometry& g = h.geometry;
   if (g.layers < 1 || g.layers > kMaxLayers || g.kv_heads < 1 || g.head_dim < 1 ||
-      g.channels64() > kMaxChannels || h.token_count == 0) {
+      g.channels64() > kMaxChannels || h.token_count == 0 || h.token_count > kMaxChunkTokens) {
     return absl::InvalidArgumentError(
         absl::StrCat("KV chunk geometry invalid: layers=", g.layers, " kv_heads=", g.kv_heads,
                      " head_dim=", g.head_dim, " tokens=", h.token_count));
@@ -143,6 +143,9 @@ absl::StatusOr<ParsedChunk> ParseChunk(absl::string_view bytes) {
   const uint64_t layer_bits = AllLayersMask(g.layers);
   if ((h.key_mask & ~layer_bits) || (h.value_mask & ~layer_bits)) {
     return absl::InvalidArgumentError("KV chunk slot mask names layers beyond the geometry");
+  }
+  if (h.key_mask == 0 && h.value_mask == 0) {
+    return absl::InvalidArgumentError("KV chunk carries no slot (both slot masks are empty)");
   }
   return out;
 }
@@ -190,7 +193,8 @@ namespace ctx::codec {
 absl::Status ValidateChunkView(const KvChunkView& chunk) {
   const KvGeometry& g = chunk.geometry;
   if (g.layers < 1 || g.layers > kMaxLayers || g.kv_heads < 1 || g.head_dim < 1 ||
-      g.channels64() > kMaxChannels || chunk.token_count == 0) {
+      g.channels64() > kMaxChannels || chunk.token_count == 0 ||
+      chunk.token_count > kMaxChunkTokens) {
     return absl::InvalidArgumentError(
         absl::StrCat("KV chunk geometry not encodable: layers=", g.layers, " kv_heads=", g.kv_heads,
                      " head_dim=", g.head_dim, " tokens=", chunk.token_count));

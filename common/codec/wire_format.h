@@ -19,11 +19,15 @@
 namespace ctx::codec {
 
 inline constexpr uint32_t kChunkMagic = 0x4B585443;  // bytes "CTXK" (little-endian u32)
-inline constexpr uint16_t kChunkVersion = 1;
+inline constexpr uint16_t kChunkVersion = 2;
 inline constexpr size_t kChunkHeaderSize = 96;
 inline constexpr int kMaxLayers = 64;       // slot masks are two u64
 inline constexpr int kMaxChannels = 65535;  // C fits in u16 geometry fields
 inline constexpr uint8_t kNoLevel = 0xff;
+// Most tokens one chunk may declare (the kvcache service's chunk_tokens limit). With at least
+// one slot present and >= 1 payload byte per (present slot, token), a decoded chunk is at most
+// 2 * kMaxLayers * C floats per payload byte, and never more than kMaxDecodedElements.
+inline constexpr uint32_t kMaxChunkTokens = 65536;
 
 enum class EncodingKind : uint8_t {
   kRawF16 = 0,  // baseline: every value as IEEE fp16
@@ -70,7 +74,8 @@ struct ParsedChunk {
   absl::string_view payload;  // points into the parsed bytes
 };
 
-// Validates magic, version, enums, geometry, masks, payload length (exact) and checksum.
+// Validates magic, version, enums, geometry, masks (at least one slot present), token count
+// (1..kMaxChunkTokens), payload length (exact) and checksum.
 // DataLossError for truncated/corrupted bytes, InvalidArgument for well-formed chunks this
 // build cannot accept (unknown version or kind, impossible geometry).
 absl::StatusOr<ParsedChunk> ParseChunk(absl::string_view bytes);

@@ -60,20 +60,39 @@ GoldenKv Prefix(uint32_t tokens) {
 }
 
 // Relative L2 error over the slots the chunk carries, and the max violation of the
-// per-element quantizer bound (<= 0 means within bound).
+// per-element quantizer bound |x - x̂| <= s / (2 MAX) (<= 0 means within bound), where s is the
+// row's stored scale: its slot's 8-bit log-grid scale (quantizer.h), recomputed here from the
+// input. Also checks that stored scales exceed max|x| by at most the grid ratio r.
 void Errors(const KvChunkView& in, const DecodedChunk& d, const LevelSpec& spec, double* rel_l2,
-            double* worst_excess) {
+            double* worst_excess, double* worst_scale_ratio = nullptr, bool fp16_scales = false) {
   const int c = in.geometry.channels();
-  double num = 0, den = 0;
+  double num = 0, den = 0, worst_ratio = 1;
   *worst_excess = -1;
   for (int slot = 0; slot < in.geometry.slots(); ++slot) {
     const int bins = spec.Bins(slot);
     if (bins == 0) continue;
+    std::vector<float> row_max(in.token_count);
     for (uint32_t t = 0; t < in.token_count; ++t) {
       const size_t off = (static_cast<size_t>(slot) * in.token_count + t) * c;
-      uint16_t scale;
-      REQUIRE(RowScale(in.data.data() + off, c, &scale).ok());
-      const double bound = tensor::HalfToFloat(scale) / (2.0 * MaxQ(bins));
+      REQUIRE(RowMaxAbs(in.data.data() + off, c, &row_max[t]).ok());
+    }
+    const ScaleGrid grid = FitScaleGrid(row_max.data(), row_max.size());
+    float scale[kScaleCodes];
+    REQUIRE(grid.Expand(scale));
+    for (uint32_t t = 0; t < in.token_count; ++t) {
+      const size_t off = (static_cast<size_t>(slot) * in.token_count + t) * c;
+      float s = scale[ScaleCode(scale, row_max[t])];
+      if (fp16_scales) {  // the int8 baseline: smallest fp16 >= max|x|
+        uint16_t h;
+        REQUIRE(RowScale(in.data.data() + off, c, &h).ok());
+        s = tensor::HalfToFloat(h);
+      }
+      REQUIRE(s >= row_max[t]);
+      if (!fp16_scales && row_max[t] > 0 && s > tensor::HalfToFloat(grid.lo_f16)) {
+        REQUIRE(s <= row_max[t] * grid.ratio() * (1 + 1e-6));
+        worst_ratio = std::max(worst_ratio, static_cast<double>(s) / row_max[t]);
+      }
+      const double bound = s / (2.0 * MaxQ(bins));
       for (int i = 0; i < c; ++i) {
         const double e = std::fabs(in.data[off + i] - d.kv[off + i]);
         *worst_excess = std::max(*worst_excess, e - bound * (1 + 1e-5));
@@ -83,6 +102,7 @@ void Errors(const KvChunkView& in, const DecodedChunk& d, const LevelSpec& spec,
     }
   }
   *rel_l2 = std::sqrt(num / den);
+  if (worst_scale_ratio) *worst_scale_ratio = worst_ratio;
 }
 
 TEST_CASE("round trip at every level on golden KV, within the quantizer bound", "[codec]") {
@@ -104,9 +124,11 @@ TEST_CASE("round trip at every level on golden KV, within the quantizer bound", 
     CHECK(d->header.level == level);
     CHECK(d->header.kind == EncodingKind::kRans);
     CHECK(d->header.token_count == kv.tokens);
-    double rel, excess;
-    Errors(view, *d, spec, &rel, &excess);
+    double rel, excess, scale_ratio;
+    Errors(view, *d, spec, &rel, &excess, &scale_ratio);
     CHECK(excess <= 0);
+    // 8-bit scales: on real KV the grid is fine (stored scale within 4 % of max|x|).
+    CHECK(scale_ratio < 1.04);
     // Slots not sent are reported and zero.
     for (int slot : d->missing_slots) CHECK(spec.Bins(slot) == 0);
     for (int slot = 0; slot < kv.geometry.slots(); ++slot) {
@@ -195,7 +217,7 @@ TEST_CASE("raw fp16 baseline is exact to fp16 and int8 baseline within its bound
   all256.key_bins.assign(kv.geometry.layers, 256);
   all256.value_bins.assign(kv.geometry.layers, 256);
   double rel, excess;
-  Errors(view, *q, all256, &rel, &excess);
+  Errors(view, *q, all256, &rel, &excess, nullptr, /*fp16_scales=*/true);
   CHECK(excess <= 0);
   CHECK(rel < 0.02);
   // 8 bits + a 16-bit scale per C = 128 values.
@@ -268,17 +290,19 @@ TEST_CASE("decoder rejects wrong magic, version, fingerprint and geometry", "[co
     CHECK(codec.Decode(bad).status().code() == absl::StatusCode::kDataLoss);
   }
   {
-    // Version 2 with a recomputed checksum: a well-formed chunk this build cannot read.
-    std::string bad = bytes;
-    bad[4] = 2;
-    auto parsed = ParseChunk(bytes);
-    std::string forged = bad.substr(0, 88);
-    const uint64_t sum = ChunkChecksum(forged, parsed->payload);
-    for (int i = 0; i < 8; ++i) forged.push_back(static_cast<char>(sum >> (8 * i)));
-    forged.append(parsed->payload.data(), parsed->payload.size());
-    auto r = codec.Decode(forged);
-    CHECK(r.status().code() == absl::StatusCode::kInvalidArgument);
-    CHECK(r.status().message().find("version") != absl::string_view::npos);
+    // Version 1 (and 3) with a recomputed checksum: a well-formed chunk this build cannot read.
+    for (char version : {1, 3}) {
+      std::string bad = bytes;
+      bad[4] = version;
+      auto parsed = ParseChunk(bytes);
+      std::string forged = bad.substr(0, 88);
+      const uint64_t sum = ChunkChecksum(forged, parsed->payload);
+      for (int i = 0; i < 8; ++i) forged.push_back(static_cast<char>(sum >> (8 * i)));
+      forged.append(parsed->payload.data(), parsed->payload.size());
+      auto r = codec.Decode(forged);
+      CHECK(r.status().code() == absl::StatusCode::kInvalidArgument);
+      CHECK(r.status().message().find("version") != absl::string_view::npos);
+    }
   }
   {
     auto r = codec.Decode(bytes, ExpectModel(TestFingerprint(99)));

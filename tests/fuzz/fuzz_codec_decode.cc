@@ -31,9 +31,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     fp.fill(0x5a);
     options.expected_fingerprint = fp;
   }
-  // Decode allocates the whole chunk (up to kMaxDecodedElements floats, 4 GiB, by design)
-  // before decoding; a chunk with no slots present needs no payload for that. Such inputs
-  // are skipped here (they only measure memset speed): the fuzzer's memory limit is 2 GiB.
+  // Decode allocates the whole chunk before decoding. Since wire format v2 a chunk carries
+  // >= 1 slot, <= kMaxChunkTokens tokens and >= 1 payload byte per (slot, token), so the
+  // allocation is bounded by the payload, but a ~64 KiB input with 64 layers x 65535 channels
+  // can still ask for ~2^30 floats; such inputs are skipped here (they only measure memset
+  // speed): the fuzzer's memory limit is 2 GiB.
   if (absl::StatusOr<codec::ParsedChunk> p = codec::ParseChunk(bytes); p.ok()) {
     const codec::ChunkHeader& h = p->header;
     if (uint64_t{h.token_count} * h.geometry.channels() * h.geometry.slots() > (1u << 24)) {
