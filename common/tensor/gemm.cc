@@ -181,15 +181,18 @@ void PackPanels(const float* w, int n, int k, int ldw, float* dst) {
   }
 }
 
-// The epilogue's beta and bias applied to C before an OpenBLAS product with beta 1.
-void BlasPrologue(int m, int n, float* c, int ldc, const GemmEpilogue& e, float* beta_out) {
-  if (e.bias == nullptr) {
+// The epilogue's beta and bias applied to C before an OpenBLAS product with beta 1 (or
+// instead of it when K = 0, which BLAS rejects for some leading dimensions).
+void BlasPrologue(int m, int n, int k, float* c, int ldc, const GemmEpilogue& e, float* beta_out) {
+  if (e.bias == nullptr && k > 0) {
     *beta_out = e.beta;
     return;
   }
   for (int i = 0; i < m; ++i) {
     float* cr = c + static_cast<size_t>(i) * ldc;
-    for (int j = 0; j < n; ++j) cr[j] = (e.beta == 0.0f ? 0.0f : e.beta * cr[j]) + e.bias[j];
+    for (int j = 0; j < n; ++j) {
+      cr[j] = (e.beta == 0.0f ? 0.0f : e.beta * cr[j]) + (e.bias ? e.bias[j] : 0.0f);
+    }
   }
   *beta_out = 1.0f;
 }
@@ -241,7 +244,8 @@ void MatMulPackedPrefix(int m, int n, const float* a, int lda, const PackedMatri
     return;
   }
   float beta = 0.0f;
-  BlasPrologue(m, n, c, ldc, e, &beta);
+  BlasPrologue(m, n, k, c, ldc, e, &beta);
+  if (k <= 0) return;
   if (m == 1) {
     cblas_sgemv(CblasRowMajor, CblasNoTrans, n, k, e.alpha, w.data(), k, a, 1, beta, c, 1);
     return;
@@ -262,7 +266,8 @@ void MatMulNT(int m, int n, int k, const float* a, int lda, const float* b, int 
     return;
   }
   float beta = 0.0f;
-  BlasPrologue(m, n, c, ldc, e, &beta);
+  BlasPrologue(m, n, k, c, ldc, e, &beta);
+  if (k <= 0) return;
   if (m == 1) {
     cblas_sgemv(CblasRowMajor, CblasNoTrans, n, k, e.alpha, b, ldb, a, 1, beta, c, 1);
     return;
@@ -293,7 +298,8 @@ void MatMulNN(int m, int n, int k, const float* a, int lda, const float* b, int 
     return;
   }
   float beta = 0.0f;
-  BlasPrologue(m, n, c, ldc, e, &beta);
+  BlasPrologue(m, n, k, c, ldc, e, &beta);
+  if (k <= 0) return;
   if (m == 1) {
     cblas_sgemv(CblasRowMajor, CblasTrans, k, n, e.alpha, b, ldb, a, 1, beta, c, 1);
     return;
