@@ -99,6 +99,15 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void GeluErf(float*
   for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + tensor::ErfApprox(x[i] * kInvSqrt2));
 }
 
+// Forward's work buffers (sizes grow to the largest batch seen; contents are scratch).
+struct ForwardScratch {
+  std::vector<float> x, qkv, ctx, scores, key_bias, h, ffn;
+};
+std::vector<float>& Grow(std::vector<float>& v, int64_t n) {
+  if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
+  return v;
+}
+
 }  // namespace
 
 EncoderBatch EncoderBatch::Pad(std::span<const std::vector<int32_t>> seqs, int32_t pad_id) {
@@ -228,7 +237,10 @@ absl::StatusOr<EncoderOutput> XlmrClassifier::Forward(const EncoderBatch& batch,
   if (N == 0) return out;
 
   // Embeddings. Positions follow fairseq/HF: counted over ids != pad, pads get `pad`.
-  std::vector<float> x(static_cast<size_t>(N * H));
+  // Work buffers reused by this thread's calls: fresh multi-megabyte vectors cost page faults
+  // and zeroing on every call (a third of a batch-4 forward before).
+  thread_local ForwardScratch scratch;
+  std::vector<float>& x = Grow(scratch.x, N * H);
   for (int64_t b = 0; b < B; ++b) {
     int64_t count = 0;
     for (int64_t t = 0; t < T; ++t) {
@@ -251,14 +263,14 @@ absl::StatusOr<EncoderOutput> XlmrClassifier::Forward(const EncoderBatch& batch,
     }
   }
   AddLayerNorm(x.data(), nullptr, N, H, emb_ln_g_.data(), emb_ln_b_.data(), c.layer_norm_eps);
-  if (want_hidden) out.hidden_states.push_back(x);
+  if (want_hidden) out.hidden_states.emplace_back(x.begin(), x.begin() + N * H);
 
-  std::vector<float> qkv(static_cast<size_t>(N * 3 * H));  // [N, 3H]: q | k | v
-  std::vector<float> ctx(static_cast<size_t>(N * H));      // attention output before W_o
-  std::vector<float> scores(static_cast<size_t>(T * T));
-  std::vector<float> key_bias(static_cast<size_t>(T));
-  std::vector<float> h(static_cast<size_t>(N * H));
-  std::vector<float> ffn(static_cast<size_t>(N * I));
+  std::vector<float>& qkv = Grow(scratch.qkv, N * 3 * H);  // [N, 3H]: q | k | v
+  std::vector<float>& ctx = Grow(scratch.ctx, N * H);      // attention output before W_o
+  std::vector<float>& scores = Grow(scratch.scores, T * T);
+  std::vector<float>& key_bias = Grow(scratch.key_bias, T);
+  std::vector<float>& h = Grow(scratch.h, N * H);
+  std::vector<float>& ffn = Grow(scratch.ffn, N * I);
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   const int ld = static_cast<int>(3 * H);
 
@@ -300,7 +312,7 @@ absl::StatusOr<EncoderOutput> XlmrClassifier::Forward(const EncoderBatch& batch,
     GeluErf(ffn.data(), N * I);
     Linear(ffn.data(), N, I, L.w_2, L.b_2.data(), x.data());
     AddLayerNorm(x.data(), h.data(), N, H, L.ln2_g.data(), L.ln2_b.data(), c.layer_norm_eps);
-    if (want_hidden) out.hidden_states.push_back(x);
+    if (want_hidden) out.hidden_states.emplace_back(x.begin(), x.begin() + N * H);
   }
   out.logits.resize(static_cast<size_t>(N * c.num_labels));
   Linear(x.data(), N, H, cls_w_, cls_b_.data(), out.logits.data());
