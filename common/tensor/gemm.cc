@@ -15,17 +15,18 @@ namespace {
 
 constexpr int kMR = 14;                    // rows of C per micro-tile
 constexpr int kNR = PackedMatrix::kPanel;  // columns of C per micro-tile (2 zmm)
-constexpr int kMaxKC = 384;   // K block (measured: 384 beats 256 and 512 on K = 256..1024)
-constexpr int kMC = 8 * kMR;  // rows of A packed at once; one B panel serves them from L1
+constexpr int kMaxKC = 384;  // K block (measured: 384 beats 256 and 512 on K = 256..1024)
+constexpr int kMC =
+    8 * kMR;  // rows of A per pass over the B panels (one panel serves them from L1)
 
 float* AllocAligned(size_t n) {
   const size_t bytes = std::max<size_t>(64, (n * sizeof(float) + 63) / 64 * 64);
   return static_cast<float*>(std::aligned_alloc(64, bytes));
 }
 
-// Per-thread scratch (packed A strips, on-the-fly packed B) reused across calls.
+// Per-thread scratch (on-the-fly packed B) reused across calls.
 struct Scratch {
-  std::vector<float> a, b, tail;
+  std::vector<float> b, tail;
 };
 Scratch& ThreadScratch() {
   thread_local Scratch s;
@@ -41,12 +42,13 @@ struct BPanels {
   const float* tail = nullptr;
 };
 
-// C[MR][32] (columns masked by m0/m1) from the packed A strip ap[kc][kMR] and the B panel b
-// (row kk at b + kk * ldb). `first`: this is the first K block, so the epilogue (alpha, beta,
-// bias) applies; later blocks add alpha * P to C.
+// C[MR][32] (columns masked by m0/m1) from MR rows of A read in place (a[r * lda + kk]: each
+// A value is broadcast straight from memory into the FMA; measured faster than packing A,
+// up to 1.5x when N is small) and the B panel b (row kk at b + kk * ldb). `first`: this is the
+// first K block, so the epilogue (alpha, beta, bias) applies; later blocks add alpha * P to C.
 template <int MR>
-CTX_AVX512 void Kernel(int kc, const float* ap, const float* b, size_t ldb, float* c, int ldc,
-                       __mmask16 m0, __mmask16 m1, bool first, const GemmEpilogue& e,
+CTX_AVX512 void Kernel(int kc, const float* a, size_t lda, const float* b, size_t ldb, float* c,
+                       int ldc, __mmask16 m0, __mmask16 m1, bool first, const GemmEpilogue& e,
                        const float* bias) {
   __m512 acc0[MR], acc1[MR];
 #pragma GCC unroll 14
@@ -56,11 +58,11 @@ CTX_AVX512 void Kernel(int kc, const float* ap, const float* b, size_t ldb, floa
     const __m512 b1 = _mm512_loadu_ps(b + 16);
 #pragma GCC unroll 14
     for (int r = 0; r < MR; ++r) {
-      const __m512 av = _mm512_set1_ps(ap[r]);
+      const __m512 av = _mm512_set1_ps(a[r * lda]);
       acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);
       acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
     }
-    ap += kMR;
+    ++a;
     b += ldb;
   }
   const __m512 alpha = _mm512_set1_ps(e.alpha);
@@ -94,27 +96,11 @@ CTX_AVX512 void Kernel(int kc, const float* ap, const float* b, size_t ldb, floa
   }
 }
 
-using KernelFn = void (*)(int, const float*, const float*, size_t, float*, int, __mmask16,
+using KernelFn = void (*)(int, const float*, size_t, const float*, size_t, float*, int, __mmask16,
                           __mmask16, bool, const GemmEpilogue&, const float*);
 constexpr KernelFn kKernels[kMR + 1] = {nullptr,    Kernel<1>,  Kernel<2>,  Kernel<3>,  Kernel<4>,
                                         Kernel<5>,  Kernel<6>,  Kernel<7>,  Kernel<8>,  Kernel<9>,
                                         Kernel<10>, Kernel<11>, Kernel<12>, Kernel<13>, Kernel<14>};
-
-// ap[t][kk][kMR] = a[row0 + t * kMR + r][k0 + kk] for `rows` rows (a partial last strip is
-// padded with zeros).
-void PackA(const float* a, int lda, int rows, int k0, int kc, float* ap) {
-  for (int s = 0; s < rows; s += kMR) {
-    const int mr = std::min(kMR, rows - s);
-    float* dst = ap + static_cast<size_t>(s) * kc;
-    for (int r = 0; r < mr; ++r) {
-      const float* src = a + static_cast<size_t>(s + r) * lda + k0;
-      for (int kk = 0; kk < kc; ++kk) dst[static_cast<size_t>(kk) * kMR + r] = src[kk];
-    }
-    for (int r = mr; r < kMR; ++r) {
-      for (int kk = 0; kk < kc; ++kk) dst[static_cast<size_t>(kk) * kMR + r] = 0.0f;
-    }
-  }
-}
 
 // C[M][N] = epilogue(A[M][K] · B) with B given as 32-column panels.
 CTX_AVX512 void Driver(int m, int n, int k, const float* a, int lda, const BPanels& bp, float* c,
@@ -133,15 +119,11 @@ CTX_AVX512 void Driver(int m, int n, int k, const float* a, int lda, const BPane
   // K blocks of nearly equal size (their number depends only on K: determinism).
   const int kblocks = (k + kMaxKC - 1) / kMaxKC;
   const int kc_max = (k + kblocks - 1) / kblocks;
-  std::vector<float>& abuf = ThreadScratch().a;
-  const size_t need = static_cast<size_t>(std::min(m, kMC) + kMR) * kc_max;
-  if (abuf.size() < need) abuf.resize(need);
   for (int k0 = 0; k0 < k; k0 += kc_max) {
     const int kc = std::min(kc_max, k - k0);
     const bool first = k0 == 0;
     for (int m0 = 0; m0 < m; m0 += kMC) {
       const int mc = std::min(kMC, m - m0);
-      PackA(a + static_cast<size_t>(m0) * lda, lda, mc, k0, kc, abuf.data());
       for (int p = 0; p < panels; ++p) {
         const int j0 = p * kNR;
         const int cols = std::min(kNR, n - j0);
@@ -156,7 +138,7 @@ CTX_AVX512 void Driver(int m, int n, int k, const float* a, int lda, const BPane
         const float* bias = e.bias ? e.bias + j0 : nullptr;
         for (int s = 0; s < mc; s += kMR) {
           const int mr = std::min(kMR, mc - s);
-          kKernels[mr](kc, abuf.data() + static_cast<size_t>(s) * kc, b, ldb,
+          kKernels[mr](kc, a + static_cast<size_t>(m0 + s) * lda + k0, lda, b, ldb,
                        c + static_cast<size_t>(m0 + s) * ldc + j0, ldc, mk0, mk1, first, e, bias);
         }
       }

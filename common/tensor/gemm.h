@@ -1,8 +1,8 @@
 // Single-precision matrix products for the CPU engines (Llama and XLM-R), row-major.
 //
 // On CPUs with AVX-512 (checked once at run time) the products run on our own register-tiled
-// kernel: a 14 x 32 tile of C in 28 zmm accumulators, A packed into 14-row strips and B in
-// 32-column panels, K split into blocks that stay in L1/L2. Weight matrices are immutable, so
+// kernel: a 14 x 32 tile of C in 28 zmm accumulators, A read in place (broadcast into the
+// FMAs) and B in 32-column panels, K split into blocks of at most 384. Weight matrices are immutable, so
 // they are packed once at load time (PackedMatrix); other operands (attention keys) are packed
 // per call. Elsewhere every call goes to OpenBLAS (whatever OPENBLAS_CORETYPE says).
 //
