@@ -189,7 +189,11 @@ bool CpuHasAvx512() {
 }  // namespace
 
 GemmBackend DefaultGemmBackend() {
-  static const GemmBackend backend = CpuHasAvx512() ? GemmBackend::kAvx512 : GemmBackend::kOpenBlas;
+  static const GemmBackend backend = [] {
+    const char* env = std::getenv("CTX_GEMM");
+    if (env != nullptr && std::strcmp(env, "openblas") == 0) return GemmBackend::kOpenBlas;
+    return CpuHasAvx512() ? GemmBackend::kAvx512 : GemmBackend::kOpenBlas;
+  }();
   return backend;
 }
 

@@ -2,9 +2,9 @@
 //
 // On CPUs with AVX-512 (checked once at run time) the products run on our own register-tiled
 // kernel: a 14 x 32 tile of C in 28 zmm accumulators, A read in place (broadcast into the
-// FMAs) and B in 32-column panels, K split into blocks of at most 384. Weight matrices are immutable, so
-// they are packed once at load time (PackedMatrix); other operands (attention keys) are packed
-// per call. Elsewhere every call goes to OpenBLAS (whatever OPENBLAS_CORETYPE says).
+// FMAs) and B in 32-column panels, K split into blocks of at most 384. Weight matrices are
+// immutable, so they are packed once at load time (PackedMatrix); other operands (attention keys)
+// are packed per call. Elsewhere every call goes to OpenBLAS (whatever OPENBLAS_CORETYPE says).
 //
 // Results are deterministic: each C element is summed over k in a fixed order that depends
 // only on K (not on M, N, the row or the thread), so a row gives the same bits whether it is
@@ -21,7 +21,8 @@ enum class GemmBackend {
   kOpenBlas,  // cblas_sgemm
 };
 
-// kAvx512 when the CPU supports it, else kOpenBlas.
+// kAvx512 when the CPU supports it, else kOpenBlas; CTX_GEMM=openblas in the environment
+// forces kOpenBlas (to test or compare the fallback on an AVX-512 machine).
 GemmBackend DefaultGemmBackend();
 
 // A weight matrix W[N][K] (nn.Linear's [out][in]) in the layout the backend reads: 32-column
