@@ -9,9 +9,11 @@
 // with /usr/bin/python3; skipped with a note when python or torch is missing, or with
 // --no-pytorch) and to the llama.cpp anchor measured on this machine (GGUF F32, 2 threads,
 // flash attention; models/README, issue #3).
-// Threads: OPENBLAS_NUM_THREADS (default: all cores). OpenBLAS's AVX-512 kernels are used
-// when the CPU has them and OPENBLAS_CORETYPE is unset (re-exec with SkylakeX, see
-// blas_setup.h); an explicit OPENBLAS_CORETYPE is respected.
+// Matrix products: the engine's own AVX-512 GEMM (common/tensor/gemm.h) when the CPU has
+// AVX-512, else OpenBLAS. Threads: OPENBLAS_NUM_THREADS (default: all cores; our GEMM is
+// single-threaded). OpenBLAS's AVX-512 kernels (for what still goes to OpenBLAS: decode
+// attention, the fallback) are used when the CPU has them and OPENBLAS_CORETYPE is unset
+// (re-exec with SkylakeX, see blas_setup.h); an explicit OPENBLAS_CORETYPE is respected.
 #include <cblas.h>
 
 #include <cstdio>
@@ -24,6 +26,7 @@
 #include "common/model/blas_setup.h"
 #include "common/model/model.h"
 #include "common/model/perf.h"
+#include "common/tensor/gemm.h"
 #include "loadtest/python_bench.h"
 
 namespace {
@@ -71,9 +74,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", model.status().ToString().c_str());
     return 1;
   }
-  std::printf("model %s  fingerprint %s  OpenBLAS threads %d  (%s)\n", dir.c_str(),
-              (*model)->fingerprint().Hex().c_str(), openblas_get_num_threads(),
-              openblas_get_config());
+  const bool own_gemm = ctx::tensor::DefaultGemmBackend() == ctx::tensor::GemmBackend::kAvx512;
+  std::printf("model %s  fingerprint %s  GEMM %s  OpenBLAS threads %d  (%s)\n", dir.c_str(),
+              (*model)->fingerprint().Hex().c_str(), own_gemm ? "own AVX-512" : "OpenBLAS",
+              openblas_get_num_threads(), openblas_get_config());
 
   const int lengths[] = {512, 2048};
   auto perf = MeasurePerf(**model, lengths, /*decode_context=*/2016, /*decode_steps=*/32, repeats);
@@ -153,8 +157,8 @@ int main(int argc, char** argv) {
               kLlamaCppDecode2048Ms / d2048);
   std::printf(
       "\nnaive baseline (same run, 128-token prefill): triple-loop matmul %.0f tok/s, "
-      "OpenBLAS %.0f tok/s: %.1fx\n",
-      n128, b128, b128 / n128);
+      "%s %.0f tok/s: %.1fx\n",
+      n128, own_gemm ? "own AVX-512 GEMM" : "OpenBLAS", b128, b128 / n128);
   std::printf("(* llama.cpp: anchor measured earlier on this machine, not this run.)\n");
   return 0;
 }

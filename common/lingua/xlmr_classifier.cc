@@ -1,91 +1,111 @@
 #include "common/lingua/xlmr_classifier.h"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "common/tensor/safetensors.h"
+#include "common/tensor/vec_math.h"
 
 namespace ctx::lingua {
 namespace {
 
 // y[n, out] = x[n, in] · W[out, in]ᵀ + b[out]
-void Linear(const float* x, int64_t n, int64_t in, const float* w, const float* b, int64_t out,
+void Linear(const float* x, int64_t n, int64_t in, const tensor::PackedMatrix& w, const float* b,
             float* y) {
-  for (int64_t r = 0; r < n; ++r) std::copy(b, b + out, y + r * out);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), static_cast<int>(out),
-              static_cast<int>(in), 1.0f, x, static_cast<int>(in), w, static_cast<int>(in), 1.0f, y,
-              static_cast<int>(out));
+  tensor::GemmEpilogue e;
+  e.bias = b;
+  tensor::MatMulPacked(static_cast<int>(n), x, static_cast<int>(in), w, y, w.n(), e);
 }
 
-// x[n, h] = LayerNorm(x + residual) with biased variance (residual may be null).
-void AddLayerNorm(float* x, const float* residual, int64_t n, int64_t h, const float* g,
-                  const float* b, double eps) {
+// x[n, h] = LayerNorm(x + residual) with biased variance (residual may be null). Sums go in
+// 16 float lanes (fixed order, so deterministic) so that the loops vectorize.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void AddLayerNorm(
+    float* x, const float* residual, int64_t n, int64_t h, const float* g, const float* b,
+    double eps) {
+  constexpr int kLanes = 16;
   for (int64_t r = 0; r < n; ++r) {
     float* row = x + r * h;
     if (residual != nullptr) {
       const float* res = residual + r * h;
       for (int64_t i = 0; i < h; ++i) row[i] += res[i];
     }
-    double sum = 0;
-    for (int64_t i = 0; i < h; ++i) sum += row[i];
-    const double mean = sum / static_cast<double>(h);
-    double var = 0;
-    for (int64_t i = 0; i < h; ++i) {
-      const double d = row[i] - mean;
-      var += d * d;
+    float lane[kLanes] = {};
+    int64_t i = 0;
+    for (; i + kLanes <= h; i += kLanes) {
+      for (int j = 0; j < kLanes; ++j) lane[j] += row[i + j];
     }
+    double sum = 0;
+    for (int j = 0; j < kLanes; ++j) sum += lane[j];
+    for (; i < h; ++i) sum += row[i];
+    const float mean = static_cast<float>(sum / static_cast<double>(h));
+    float vlane[kLanes] = {};
+    for (i = 0; i + kLanes <= h; i += kLanes) {
+      for (int j = 0; j < kLanes; ++j) {
+        const float d = row[i + j] - mean;
+        vlane[j] += d * d;
+      }
+    }
+    double var = 0;
+    for (int j = 0; j < kLanes; ++j) var += vlane[j];
+    for (; i < h; ++i) var += static_cast<double>(row[i] - mean) * (row[i] - mean);
     var /= static_cast<double>(h);
     const float inv = static_cast<float>(1.0 / std::sqrt(var + eps));
-    const float m = static_cast<float>(mean);
-    for (int64_t i = 0; i < h; ++i) row[i] = (row[i] - m) * inv * g[i] + b[i];
+    for (i = 0; i < h; ++i) row[i] = (row[i] - mean) * inv * g[i] + b[i];
   }
 }
 
-// expf for x <= 0 (softmax after subtracting the row max), written branch-free so the loop
-// vectorises: 2^n * P(r), n = round(x / ln 2), r = x - n ln 2 (Cody-Waite split), degree-6
-// polynomial (Cephes expf; ~1-2 ulp). Inputs below -87.3 (incl. -inf) give exactly 0.
-inline float ExpNonPositive(float x) {
-  constexpr float kLog2e = 1.44269504088896341f, kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
-  const float xc = x < -87.3f ? -87.3f : x;
-  const float n = std::nearbyint(xc * kLog2e);
-  const float r = (xc - n * kLn2Hi) - n * kLn2Lo;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return x < -87.3f ? 0.0f : p * scale;
-}
-
-// Softmax over one attention row; `bias` is 0 for attended keys and -inf for masked ones.
-void MaskedSoftmaxRow(float* s, const float* bias, int64_t n) {
+// Softmax over one attention row; `bias` is 0 for attended keys and -inf for masked ones
+// (tensor::ExpApprox(-inf) is exactly 0).
+__attribute__((target_clones("avx512f", "avx2", "default"))) void MaskedSoftmaxRow(
+    float* s, const float* bias, int64_t n) {
+  constexpr int kLanes = 16;
+  float mx_lane[kLanes];
+  for (int j = 0; j < kLanes; ++j) mx_lane[j] = -INFINITY;
+  int64_t t = 0;
+  for (; t + kLanes <= n; t += kLanes) {
+    for (int j = 0; j < kLanes; ++j) {
+      s[t + j] += bias[t + j];
+      mx_lane[j] = s[t + j] > mx_lane[j] ? s[t + j] : mx_lane[j];
+    }
+  }
   float mx = -INFINITY;
-  for (int64_t t = 0; t < n; ++t) {
+  for (int j = 0; j < kLanes; ++j) mx = mx_lane[j] > mx ? mx_lane[j] : mx;
+  for (; t < n; ++t) {
     s[t] += bias[t];
     mx = s[t] > mx ? s[t] : mx;
   }
+  float sum_lane[kLanes] = {};
+  for (t = 0; t + kLanes <= n; t += kLanes) {
+    for (int j = 0; j < kLanes; ++j) {
+      s[t + j] = tensor::ExpApprox(s[t + j] - mx);
+      sum_lane[j] += s[t + j];
+    }
+  }
   float sum = 0;
-  for (int64_t t = 0; t < n; ++t) {
-    s[t] = ExpNonPositive(s[t] - mx);
+  for (int j = 0; j < kLanes; ++j) sum += sum_lane[j];
+  for (; t < n; ++t) {
+    s[t] = tensor::ExpApprox(s[t] - mx);
     sum += s[t];
   }
   const float inv = 1.0f / sum;
-  for (int64_t t = 0; t < n; ++t) s[t] *= inv;
+  for (t = 0; t < n; ++t) s[t] *= inv;
 }
 
-// Exact GELU (HF "gelu"): 0.5 x (1 + erf(x / sqrt 2)).
-void GeluErf(float* x, int64_t n) {
+// Exact GELU (HF "gelu"): 0.5 x (1 + erf(x / sqrt 2)), erf by tensor::ErfApprox (4e-7).
+__attribute__((target_clones("avx512f", "avx2", "default"))) void GeluErf(float* x, int64_t n) {
   constexpr float kInvSqrt2 = 0.70710678118654752440f;
-  for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * kInvSqrt2));
+  for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + tensor::ErfApprox(x[i] * kInvSqrt2));
+}
+
+// Forward's work buffers (sizes grow to the largest batch seen; contents are scratch).
+struct ForwardScratch {
+  std::vector<float> x, qkv, ctx, scores, key_bias, h, ffn;
+};
+std::vector<float>& Grow(std::vector<float>& v, int64_t n) {
+  if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
+  return v;
 }
 
 }  // namespace
@@ -133,6 +153,13 @@ absl::StatusOr<std::unique_ptr<XlmrClassifier>> XlmrClassifier::Load(const std::
     }
     return *std::move(v);
   };
+  // An empty matrix when `w` is empty (a failed get: st holds the error).
+  auto Pack = [](const std::vector<float>& w, int rows, int cols) {
+    if (w.size() != static_cast<size_t>(rows) * static_cast<size_t>(cols)) {
+      return tensor::PackedMatrix();
+    }
+    return tensor::PackedMatrix(w.data(), rows, cols, cols);
+  };
   m->word_emb_ = get(prefix + "embeddings.word_embeddings.weight", {c.vocab_size, H});
   m->pos_emb_ =
       get(prefix + "embeddings.position_embeddings.weight", {c.max_position_embeddings, H});
@@ -143,27 +170,32 @@ absl::StatusOr<std::unique_ptr<XlmrClassifier>> XlmrClassifier::Load(const std::
   for (int64_t l = 0; l < c.num_layers && st.ok(); ++l) {
     const std::string p = absl::StrCat(prefix, "encoder.layer.", l, ".");
     Layer L;
-    L.w_qkv.reserve(static_cast<size_t>(3 * H * H));
+    std::vector<float> w_qkv;
+    w_qkv.reserve(static_cast<size_t>(3 * H * H));
     L.b_qkv.reserve(static_cast<size_t>(3 * H));
     for (const char* part : {"query", "key", "value"}) {
       auto w = get(p + "attention.self." + part + ".weight", {H, H});
       auto b = get(p + "attention.self." + part + ".bias", {H});
-      L.w_qkv.insert(L.w_qkv.end(), w.begin(), w.end());
+      w_qkv.insert(w_qkv.end(), w.begin(), w.end());
       L.b_qkv.insert(L.b_qkv.end(), b.begin(), b.end());
     }
-    L.w_o = get(p + "attention.output.dense.weight", {H, H});
+    if (!st.ok()) break;
+    const int h = static_cast<int>(H), i = static_cast<int>(I);
+    L.w_qkv = tensor::PackedMatrix(w_qkv.data(), 3 * h, h, h);
+    L.w_o = Pack(get(p + "attention.output.dense.weight", {H, H}), h, h);
     L.b_o = get(p + "attention.output.dense.bias", {H});
     L.ln1_g = get(p + "attention.output.LayerNorm.weight", {H});
     L.ln1_b = get(p + "attention.output.LayerNorm.bias", {H});
-    L.w_1 = get(p + "intermediate.dense.weight", {I, H});
+    L.w_1 = Pack(get(p + "intermediate.dense.weight", {I, H}), i, h);
     L.b_1 = get(p + "intermediate.dense.bias", {I});
-    L.w_2 = get(p + "output.dense.weight", {H, I});
+    L.w_2 = Pack(get(p + "output.dense.weight", {H, I}), h, i);
     L.b_2 = get(p + "output.dense.bias", {H});
     L.ln2_g = get(p + "output.LayerNorm.weight", {H});
     L.ln2_b = get(p + "output.LayerNorm.bias", {H});
     m->layers_.push_back(std::move(L));
   }
-  m->cls_w_ = get("classifier.weight", {c.num_labels, H});
+  m->cls_w_ = Pack(get("classifier.weight", {c.num_labels, H}), static_cast<int>(c.num_labels),
+                   static_cast<int>(H));
   m->cls_b_ = get("classifier.bias", {c.num_labels});
   if (!st.ok()) return st;
 
@@ -205,7 +237,10 @@ absl::StatusOr<EncoderOutput> XlmrClassifier::Forward(const EncoderBatch& batch,
   if (N == 0) return out;
 
   // Embeddings. Positions follow fairseq/HF: counted over ids != pad, pads get `pad`.
-  std::vector<float> x(static_cast<size_t>(N * H));
+  // Work buffers reused by this thread's calls: fresh multi-megabyte vectors cost page faults
+  // and zeroing on every call (a third of a batch-4 forward before).
+  thread_local ForwardScratch scratch;
+  std::vector<float>& x = Grow(scratch.x, N * H);
   for (int64_t b = 0; b < B; ++b) {
     int64_t count = 0;
     for (int64_t t = 0; t < T; ++t) {
@@ -228,19 +263,19 @@ absl::StatusOr<EncoderOutput> XlmrClassifier::Forward(const EncoderBatch& batch,
     }
   }
   AddLayerNorm(x.data(), nullptr, N, H, emb_ln_g_.data(), emb_ln_b_.data(), c.layer_norm_eps);
-  if (want_hidden) out.hidden_states.push_back(x);
+  if (want_hidden) out.hidden_states.emplace_back(x.begin(), x.begin() + N * H);
 
-  std::vector<float> qkv(static_cast<size_t>(N * 3 * H));  // [N, 3H]: q | k | v
-  std::vector<float> ctx(static_cast<size_t>(N * H));      // attention output before W_o
-  std::vector<float> scores(static_cast<size_t>(T * T));
-  std::vector<float> key_bias(static_cast<size_t>(T));
-  std::vector<float> h(static_cast<size_t>(N * H));
-  std::vector<float> ffn(static_cast<size_t>(N * I));
+  std::vector<float>& qkv = Grow(scratch.qkv, N * 3 * H);  // [N, 3H]: q | k | v
+  std::vector<float>& ctx = Grow(scratch.ctx, N * H);      // attention output before W_o
+  std::vector<float>& scores = Grow(scratch.scores, T * T);
+  std::vector<float>& key_bias = Grow(scratch.key_bias, T);
+  std::vector<float>& h = Grow(scratch.h, N * H);
+  std::vector<float>& ffn = Grow(scratch.ffn, N * I);
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   const int ld = static_cast<int>(3 * H);
 
   for (const Layer& L : layers_) {
-    Linear(x.data(), N, H, L.w_qkv.data(), L.b_qkv.data(), 3 * H, qkv.data());
+    Linear(x.data(), N, H, L.w_qkv, L.b_qkv.data(), qkv.data());
     for (int64_t b = 0; b < B; ++b) {
       const uint8_t* mask = batch.mask.data() + b * T;
       bool any_key = false;
@@ -253,9 +288,10 @@ absl::StatusOr<EncoderOutput> XlmrClassifier::Forward(const EncoderBatch& batch,
         const float* k = q + H;
         const float* v = q + 2 * H;
         // scores[T, T] = scale · Q_h K_hᵀ
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(T),
-                    static_cast<int>(T), static_cast<int>(D), scale, q, ld, k, ld, 0.0f,
-                    scores.data(), static_cast<int>(T));
+        tensor::GemmEpilogue e;
+        e.alpha = scale;
+        tensor::MatMulNT(static_cast<int>(T), static_cast<int>(T), static_cast<int>(D), q, ld, k,
+                         ld, scores.data(), static_cast<int>(T), e);
         for (int64_t r = 0; r < T; ++r) {
           float* s = scores.data() + r * T;
           if (!any_key) {  // HF: every key at finfo.min -> uniform weights
@@ -265,22 +301,21 @@ absl::StatusOr<EncoderOutput> XlmrClassifier::Forward(const EncoderBatch& batch,
           MaskedSoftmaxRow(s, key_bias.data(), T);
         }
         // ctx[:, head] = P · V_h
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(T),
-                    static_cast<int>(D), static_cast<int>(T), 1.0f, scores.data(),
-                    static_cast<int>(T), v, ld, 0.0f, ctx.data() + b * T * H + hd * D,
-                    static_cast<int>(H));
+        tensor::MatMulNN(static_cast<int>(T), static_cast<int>(D), static_cast<int>(T),
+                         scores.data(), static_cast<int>(T), v, ld, ctx.data() + b * T * H + hd * D,
+                         static_cast<int>(H));
       }
     }
-    Linear(ctx.data(), N, H, L.w_o.data(), L.b_o.data(), H, h.data());
+    Linear(ctx.data(), N, H, L.w_o, L.b_o.data(), h.data());
     AddLayerNorm(h.data(), x.data(), N, H, L.ln1_g.data(), L.ln1_b.data(), c.layer_norm_eps);
-    Linear(h.data(), N, H, L.w_1.data(), L.b_1.data(), I, ffn.data());
+    Linear(h.data(), N, H, L.w_1, L.b_1.data(), ffn.data());
     GeluErf(ffn.data(), N * I);
-    Linear(ffn.data(), N, I, L.w_2.data(), L.b_2.data(), H, x.data());
+    Linear(ffn.data(), N, I, L.w_2, L.b_2.data(), x.data());
     AddLayerNorm(x.data(), h.data(), N, H, L.ln2_g.data(), L.ln2_b.data(), c.layer_norm_eps);
-    if (want_hidden) out.hidden_states.push_back(x);
+    if (want_hidden) out.hidden_states.emplace_back(x.begin(), x.begin() + N * H);
   }
   out.logits.resize(static_cast<size_t>(N * c.num_labels));
-  Linear(x.data(), N, H, cls_w_.data(), cls_b_.data(), c.num_labels, out.logits.data());
+  Linear(x.data(), N, H, cls_w_, cls_b_.data(), out.logits.data());
   return out;
 }
 

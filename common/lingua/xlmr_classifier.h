@@ -4,7 +4,8 @@
 //   x = LN(W_word[id] + W_pos[pos] + W_type[0]),  pos = cumsum(id != pad) * (id != pad) + pad
 //   per layer: h = LN(x + Attn(x) W_o + b_o);  x = LN(h + GELU_erf(h W_1 + b_1) W_2 + b_2)
 //   logits = x W_cls + b_cls   (label 1 = keep)
-// Any F32/F16/BF16 checkpoint is widened to fp32 at load time. GEMMs go through OpenBLAS.
+// Any F32/F16/BF16 checkpoint is widened to fp32 at load time. Products go through
+// tensor/gemm.h (own AVX-512 kernel on packed weights, OpenBLAS elsewhere).
 // Forward() is const and thread-safe; each call allocates its own scratch.
 #pragma once
 
@@ -16,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/lingua/xlmr_config.h"
+#include "common/tensor/gemm.h"
 
 namespace ctx::lingua {
 
@@ -61,12 +63,17 @@ class XlmrClassifier {
       std::span<const std::vector<int32_t>> seqs) const;
 
  private:
+  // Weight matrices are packed for tensor::MatMulPacked at load (shapes as [out, in]).
   struct Layer {
-    std::vector<float> w_qkv, b_qkv;  // [3H, H], [3H]  (query; key; value rows)
-    std::vector<float> w_o, b_o;      // [H, H], [H]
+    tensor::PackedMatrix w_qkv;       // [3H, H]  (query; key; value rows)
+    std::vector<float> b_qkv;         // [3H]
+    tensor::PackedMatrix w_o;         // [H, H]
+    std::vector<float> b_o;           // [H]
     std::vector<float> ln1_g, ln1_b;  // [H]
-    std::vector<float> w_1, b_1;      // [I, H], [I]
-    std::vector<float> w_2, b_2;      // [H, I], [H]
+    tensor::PackedMatrix w_1;         // [I, H]
+    std::vector<float> b_1;           // [I]
+    tensor::PackedMatrix w_2;         // [H, I]
+    std::vector<float> b_2;           // [H]
     std::vector<float> ln2_g, ln2_b;  // [H]
   };
   XlmrConfig config_;
@@ -76,7 +83,8 @@ class XlmrClassifier {
   std::vector<float> type_emb0_;  // [H] (token type row 0)
   std::vector<float> emb_ln_g_, emb_ln_b_;
   std::vector<Layer> layers_;
-  std::vector<float> cls_w_, cls_b_;  // [2, H], [2]
+  tensor::PackedMatrix cls_w_;  // [2, H]
+  std::vector<float> cls_b_;    // [2]
 };
 
 }  // namespace ctx::lingua

@@ -24,7 +24,6 @@ absl::Status Layer0KvComputer::Compute(std::span<const int32_t> tokens, int pos0
   }
   if (absl::Status s = model_.CheckTokens(tokens); !s.ok()) return s;
   const int H = c.hidden_size;
-  const int KVD = c.kv_dim();
   const LlamaLayerWeights& w = model_.weights().layers[0];
 
   // x[t] = embed[token t], then xn = RMSNorm(x)                            [T][H]
@@ -35,10 +34,10 @@ absl::Status Layer0KvComputer::Compute(std::span<const int32_t> tokens, int pos0
   }
   ops::RmsNorm(x.data(), w.input_norm.data(), T, H, c.rms_norm_eps, xn.data());
   // k = xn Wk^T, v = xn Wv^T                                                [T][kv_dim]
-  ops::MatMulTransB(ops::Gemm::kBlas, T, KVD, H, 1.0f, xn.data(), H, w.wk.data(), H, 0.0f, k_out,
-                    ldk);
-  ops::MatMulTransB(ops::Gemm::kBlas, T, KVD, H, 1.0f, xn.data(), H, w.wv.data(), H, 0.0f, v_out,
-                    ldv);
+  // (the packed weights Forward uses for blocks of tokens, so the rows match its prefill)
+  const LlamaLayerWeightsPacked& p = model_.weights().layers_packed[0];
+  tensor::MatMulPacked(T, xn.data(), H, p.wk, k_out, ldk);
+  tensor::MatMulPacked(T, xn.data(), H, p.wv, v_out, ldv);
   // Keys are cached after RoPE (like HF and Model::Forward).
   ops::ApplyRope(rope_, k_out, T, ldk, c.num_kv_heads, c.head_dim, pos0);
   return absl::OkStatus();

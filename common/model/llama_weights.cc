@@ -45,6 +45,23 @@ void KeepBF16Copies(LlamaWeights& w) {
   w.lm_head_bf16 = std::move(head);
 }
 
+void PackMatrices(const LlamaConfig& c, LlamaWeights& w) {
+  const int H = c.hidden_size, I = c.intermediate_size, Q = c.q_dim(), KV = c.kv_dim();
+  w.layers_packed.resize(w.layers.size());
+  for (size_t l = 0; l < w.layers.size(); ++l) {
+    const LlamaLayerWeights& f = w.layers[l];
+    LlamaLayerWeightsPacked& p = w.layers_packed[l];
+    p.wq = tensor::PackedMatrix(f.wq.data(), Q, H, H);
+    p.wk = tensor::PackedMatrix(f.wk.data(), KV, H, H);
+    p.wv = tensor::PackedMatrix(f.wv.data(), KV, H, H);
+    p.wo = tensor::PackedMatrix(f.wo.data(), H, Q, Q);
+    p.w_gate = tensor::PackedMatrix(f.w_gate.data(), I, H, H);
+    p.w_up = tensor::PackedMatrix(f.w_up.data(), I, H, H);
+    p.w_down = tensor::PackedMatrix(f.w_down.data(), H, I, I);
+  }
+  w.lm_head_packed = tensor::PackedMatrix(w.lm_head_data(), c.vocab_size, H, H);
+}
+
 }  // namespace
 
 absl::StatusOr<LlamaWeights> LoadLlamaWeights(const tensor::CheckpointWeights& ckpt,
@@ -79,6 +96,7 @@ absl::StatusOr<LlamaWeights> LoadLlamaWeights(const tensor::CheckpointWeights& c
         "checkpoint has no lm_head.weight and config says tie_word_embeddings=false");
   }
   KeepBF16Copies(w);
+  PackMatrices(c, w);
   return w;
 }
 

@@ -7,6 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/model/llama_config.h"
+#include "common/tensor/gemm.h"
 #include "common/tensor/safetensors.h"
 
 namespace ctx::model {
@@ -31,6 +32,12 @@ struct LlamaLayerWeightsBF16 {
   std::vector<uint16_t> wq, wk, wv, wo, w_gate, w_up, w_down;  // shapes as in float32
 };
 
+// The projection matrices packed at load time for tensor::MatMulPacked (the prefill path: one
+// GEMM per matrix over a block of tokens).
+struct LlamaLayerWeightsPacked {
+  tensor::PackedMatrix wq, wk, wv, wo, w_gate, w_up, w_down;  // shapes as in float32
+};
+
 struct LlamaWeights {
   std::vector<float> embed;  // [V][H]  model.embed_tokens.weight
   std::vector<LlamaLayerWeights> layers;
@@ -43,6 +50,9 @@ struct LlamaWeights {
   std::vector<LlamaLayerWeightsBF16> layers_bf16;
   std::vector<uint16_t> lm_head_bf16;  // [V][H] (the embedding's copy when tied)
   bool has_bf16() const { return !layers_bf16.empty(); }
+
+  std::vector<LlamaLayerWeightsPacked> layers_packed;  // always filled by LoadLlamaWeights
+  tensor::PackedMatrix lm_head_packed;                 // [V][H]
 };
 
 // Reads every tensor with its expected shape (HF names). A missing tensor or a wrong shape

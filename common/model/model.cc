@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "common/tensor/gemm.h"
 
 namespace ctx::model {
 
@@ -12,33 +13,67 @@ using ops::MatMulTransB;
 
 namespace {
 
-// An uninitialized float buffer (every element is written before it is read).
+// A slice of the calling thread's work memory (every element is written before it is read).
 struct Buffer {
-  explicit Buffer(size_t n) : data(new float[n]) {}
-  float* get() const { return data.get(); }
-  std::unique_ptr<float[]> data;
+  float* get() const { return data; }
+  float* data = nullptr;
 };
+
+// One thread's work memory, reused by all its Forward calls: fresh multi-megabyte buffers
+// per call cost page faults and kernel zeroing every time (a few % of a prefill). Grows to
+// the largest block seen (~9 MB for tiny-llama's 512-token blocks at 2048 positions).
+float* ThreadArena(size_t n) {
+  thread_local std::vector<float> arena;
+  if (arena.size() < n) arena.resize(n);
+  return arena.data();
+}
 
 // Queries per attention block: the score matrix is [kQueryBlock * group][keys seen].
 constexpr int kQueryBlock = 64;
 // Up to this many (token, head) rows, attention uses matrix-vector products instead of GEMMs.
 constexpr int kFewRows = 16;
 
+// Attention's products: our kernels (tensor/gemm.h) unless the naive baseline is asked for.
+void MatMulNT(const ForwardOptions& opt, int M, int N, int K, float alpha, const float* A, int lda,
+              const float* B, int ldb, float* C, int ldc) {
+  if (opt.gemm != ops::Gemm::kBlas) {
+    MatMulTransB(opt.gemm, M, N, K, alpha, A, lda, B, ldb, 0.0f, C, ldc);
+    return;
+  }
+  tensor::GemmEpilogue e;
+  e.alpha = alpha;
+  tensor::MatMulNT(M, N, K, A, lda, B, ldb, C, ldc, e);
+}
+void MatMulNN(const ForwardOptions& opt, int M, int N, int K, const float* A, int lda,
+              const float* B, int ldb, float* C, int ldc) {
+  if (opt.gemm != ops::Gemm::kBlas) {
+    MatMul(opt.gemm, M, N, K, A, lda, B, ldb, C, ldc);
+    return;
+  }
+  tensor::MatMulNN(M, N, K, A, lda, B, ldb, C, ldc);
+}
+
 }  // namespace
 
 // Work buffers of one Forward call, sized for its largest block and reused by every block
 // and layer.
 struct Model::Scratch {
-  Scratch(const LlamaConfig& c, int T, int max_keys)
-      : x(static_cast<size_t>(T) * c.hidden_size),
-        xn(static_cast<size_t>(T) * c.hidden_size),
-        q(static_cast<size_t>(T) * c.q_dim()),
-        att(static_cast<size_t>(T) * c.q_dim()),
-        gate(static_cast<size_t>(T) * c.intermediate_size),
-        up(static_cast<size_t>(T) * c.intermediate_size),
-        q_group(static_cast<size_t>(std::min(T, kQueryBlock)) * c.group_size() * c.head_dim),
-        out_group(static_cast<size_t>(std::min(T, kQueryBlock)) * c.group_size() * c.head_dim),
-        scores(static_cast<size_t>(std::min(T, kQueryBlock)) * c.group_size() * max_keys) {}
+  Scratch(const LlamaConfig& c, int T, int max_keys) {
+    const size_t t = static_cast<size_t>(T), nq = static_cast<size_t>(std::min(T, kQueryBlock));
+    const size_t group_rows = nq * c.group_size();
+    const size_t sizes[] = {
+        t * c.hidden_size,       t * c.hidden_size,       t * c.q_dim(),
+        t * c.q_dim(),           t * c.intermediate_size, t * c.intermediate_size,
+        group_rows * c.head_dim, group_rows * c.head_dim, group_rows * max_keys};
+    Buffer* buffers[] = {&x, &xn, &q, &att, &gate, &up, &q_group, &out_group, &scores};
+    size_t total = 0;
+    for (size_t n : sizes) total += (n + 15) / 16 * 16;  // slices rounded to 16 floats
+    float* p = ThreadArena(total);
+    for (size_t i = 0; i < std::size(sizes); ++i) {
+      buffers[i]->data = p;
+      p += (sizes[i] + 15) / 16 * 16;
+    }
+  }
   Buffer x;          // [T][H] residual stream
   Buffer xn;         // [T][H] normalized input of a sublayer
   Buffer q;          // [T][q_dim] queries
@@ -138,12 +173,19 @@ absl::Status Model::Forward(std::span<const int32_t> tokens, KvCache& cache, Log
 namespace {
 
 // A Linear layer on T rows: C[T][N] (+)= A[T][K] . W[N][K]^T. A single row (decode) reads the
-// bfloat16 copy of W when there is one.
+// bfloat16 copy of W when there is one; blocks of rows use the packed copy (tensor/gemm.h).
 void Linear(const ForwardOptions& opt, int T, int N, int K, const float* A, const float* W,
-            const std::vector<uint16_t>* w_bf16, float beta, float* C) {
+            const tensor::PackedMatrix& packed, const std::vector<uint16_t>* w_bf16, float beta,
+            float* C) {
   if (T == 1 && w_bf16 != nullptr && !w_bf16->empty() && opt.gemm == ops::Gemm::kBlas &&
       opt.bf16_decode) {
     ops::GemvBF16(N, K, w_bf16->data(), A, beta, C);
+    return;
+  }
+  if (opt.gemm == ops::Gemm::kBlas) {
+    tensor::GemmEpilogue e;
+    e.beta = beta;
+    tensor::MatMulPacked(T, A, K, packed, C, N, e);
     return;
   }
   MatMulTransB(opt.gemm, T, N, K, 1.0f, A, K, W, K, beta, C, N);
@@ -174,25 +216,26 @@ void Model::ForwardBlock(std::span<const int32_t> tokens, int pos0, KvCache& cac
   for (int l = 0; l < c.num_layers; ++l) {
     const LlamaLayerWeights& w = weights_.layers[l];
     const LlamaLayerWeightsBF16* b = weights_.has_bf16() ? &weights_.layers_bf16[l] : nullptr;
+    const LlamaLayerWeightsPacked& p = weights_.layers_packed[l];
     float* k_rows = cache.keys(l) + static_cast<size_t>(pos0) * KVD;    // [T][kv_dim]
     float* v_rows = cache.values(l) + static_cast<size_t>(pos0) * KVD;  // [T][kv_dim]
 
     // Attention sublayer: x += o_proj(attn(rope(q), rope(k), v)) of rmsnorm(x).
     ops::RmsNorm(x, w.input_norm.data(), T, H, c.rms_norm_eps, xn);
-    Linear(opt, T, QD, H, xn, w.wq.data(), b ? &b->wq : nullptr, 0.0f, q);
-    Linear(opt, T, KVD, H, xn, w.wk.data(), b ? &b->wk : nullptr, 0.0f, k_rows);
-    Linear(opt, T, KVD, H, xn, w.wv.data(), b ? &b->wv : nullptr, 0.0f, v_rows);
+    Linear(opt, T, QD, H, xn, w.wq.data(), p.wq, b ? &b->wq : nullptr, 0.0f, q);
+    Linear(opt, T, KVD, H, xn, w.wk.data(), p.wk, b ? &b->wk : nullptr, 0.0f, k_rows);
+    Linear(opt, T, KVD, H, xn, w.wv.data(), p.wv, b ? &b->wv : nullptr, 0.0f, v_rows);
     ops::ApplyRope(rope_, q, T, QD, c.num_heads, c.head_dim, pos0);
     ops::ApplyRope(rope_, k_rows, T, KVD, c.num_kv_heads, c.head_dim, pos0);
     Attention(q, T, pos0, cache, l, att, scratch, opt);
-    Linear(opt, T, H, QD, att, w.wo.data(), b ? &b->wo : nullptr, 1.0f, x);
+    Linear(opt, T, H, QD, att, w.wo.data(), p.wo, b ? &b->wo : nullptr, 1.0f, x);
 
     // MLP sublayer: x += down(silu(gate(xn)) * up(xn)), xn = rmsnorm(x).
     ops::RmsNorm(x, w.post_norm.data(), T, H, c.rms_norm_eps, xn);
-    Linear(opt, T, I, H, xn, w.w_gate.data(), b ? &b->w_gate : nullptr, 0.0f, gate);
-    Linear(opt, T, I, H, xn, w.w_up.data(), b ? &b->w_up : nullptr, 0.0f, up);
+    Linear(opt, T, I, H, xn, w.w_gate.data(), p.w_gate, b ? &b->w_gate : nullptr, 0.0f, gate);
+    Linear(opt, T, I, H, xn, w.w_up.data(), p.w_up, b ? &b->w_up : nullptr, 0.0f, up);
     ops::SwiGlu(gate, up, static_cast<size_t>(T) * I);
-    Linear(opt, T, H, I, gate, w.w_down.data(), b ? &b->w_down : nullptr, 1.0f, x);
+    Linear(opt, T, H, I, gate, w.w_down.data(), p.w_down, b ? &b->w_down : nullptr, 1.0f, x);
   }
 
   // Final norm and lm_head, only for the rows whose logits are wanted.   [rows][V]
@@ -200,7 +243,7 @@ void Model::ForwardBlock(std::span<const int32_t> tokens, int pos0, KvCache& cac
   if (rows <= 0 || logits == nullptr) return;
   const float* x_rows = x + static_cast<size_t>(first_logit_row) * H;
   ops::RmsNorm(x_rows, weights_.final_norm.data(), rows, H, c.rms_norm_eps, xn);
-  Linear(opt, rows, c.vocab_size, H, xn, weights_.lm_head_data(),
+  Linear(opt, rows, c.vocab_size, H, xn, weights_.lm_head_data(), weights_.lm_head_packed,
          weights_.has_bf16() ? &weights_.lm_head_bf16 : nullptr, 0.0f, logits);
 }
 
@@ -219,6 +262,14 @@ void Model::Attention(const float* q, int T, int pos0, const KvCache& cache, int
   // never [T][T]; a block only looks at keys up to its last query (causal), so the work
   // above the diagonal is skipped except inside the block itself. The `group` query heads
   // sharing KV head g are stacked into one matrix so K_g and V_g are read once per block.
+  // Keys of each KV group packed once for all query blocks (a block reads a prefix of them).
+  std::vector<tensor::PackedMatrix> packed_keys;
+  const bool use_packed = T > kFewRows / group && opt.gemm == ops::Gemm::kBlas;
+  if (use_packed) {
+    for (int g = 0; g < c.num_kv_heads; ++g) {
+      packed_keys.emplace_back(keys + static_cast<size_t>(g) * D, pos0 + T, D, KVD);
+    }
+  }
   for (int qb = 0; qb < T; qb += kQueryBlock) {
     const int nq = std::min(kQueryBlock, T - qb);
     const int nk = pos0 + qb + nq;  // keys visible to the block's last query
@@ -242,7 +293,13 @@ void Model::Attention(const float* q, int T, int pos0, const KvCache& cache, int
                        0.0f, scores + static_cast<size_t>(r) * nk, nk);
         }
       } else {
-        MatMulTransB(opt.gemm, rows, nk, D, scale, q_group, D, k_g, KVD, 0.0f, scores, nk);
+        if (use_packed) {
+          tensor::GemmEpilogue e;
+          e.alpha = scale;
+          tensor::MatMulPackedPrefix(rows, nk, q_group, D, packed_keys[g], scores, nk, e);
+        } else {
+          MatMulNT(opt, rows, nk, D, scale, q_group, D, k_g, KVD, scores, nk);
+        }
       }
       // Token qb + t sits at position pos0 + qb + t and sees keys [0, pos0 + qb + t].
       for (int r = 0; r < rows; ++r) {
@@ -255,7 +312,7 @@ void Model::Attention(const float* q, int T, int pos0, const KvCache& cache, int
                  out_group + static_cast<size_t>(r) * D, D);
         }
       } else {
-        MatMul(opt.gemm, rows, D, nk, scores, nk, v_g, KVD, out_group, D);
+        MatMulNN(opt, rows, D, nk, scores, nk, v_g, KVD, out_group, D);
       }
       for (int t = 0; t < nq; ++t) {
         std::copy_n(out_group + static_cast<size_t>(t) * group * D, group * D,

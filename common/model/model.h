@@ -1,7 +1,7 @@
 // A loaded Llama-family model (LlamaForCausalLM) and its forward pass on CPU in float32.
 //
 // A Model is immutable after Load and may be shared by any number of threads; each request
-// owns its KvCache (and the forward pass allocates its own scratch per call).
+// owns its KvCache (the forward pass works in per-thread scratch memory, reused across calls).
 //
 // Forward(tokens, cache) runs the tokens at positions cache.length() .. + n on top of the
 // cached prefix, appends their keys/values to the cache and returns logits: this is both

@@ -7,30 +7,10 @@
 #include <cmath>
 #include <cstdint>
 
+#include "common/tensor/vec_math.h"
+
 namespace ctx::model::ops {
-namespace {
-
-// exp(x) by range reduction x = n ln2 + r, |r| <= ln2/2, and Cephes' degree-6 polynomial
-// for e^r (max rel. error ~1.5 ulp); 2^n built in the exponent bits. Branch-free so that
-// loops calling it vectorize. Inputs are clamped to [-87, 88] (results ~1e-38 .. 1.6e38).
-inline float FastExp(float x) {
-  x = std::min(std::max(x, -87.0f), 88.0f);
-  const float kMagic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-  const float n = (x * 1.44269504088896341f + kMagic) - kMagic;
-  float r = x - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  return p * std::bit_cast<float>(bits);
-}
-
-}  // namespace
+using tensor::ExpApprox;
 
 void MatMulTransB(Gemm gemm, int M, int N, int K, float alpha, const float* A, int lda,
                   const float* W, int ldw, float beta, float* C, int ldc) {
@@ -146,7 +126,7 @@ void ApplyRope(const RopeTable& rope, float* x, int T, int ld, int n_heads, int 
 }
 
 __attribute__((target_clones("avx512f", "avx2", "default"))) void ExpInPlace(float* x, size_t n) {
-  for (size_t i = 0; i < n; ++i) x[i] = FastExp(x[i]);
+  for (size_t i = 0; i < n; ++i) x[i] = ExpApprox(x[i]);
 }
 
 __attribute__((target_clones("avx512f", "avx2", "default"))) void SoftmaxPrefix(float* scores,
@@ -164,7 +144,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void SoftmaxPrefix(
   for (int j = 1; j < kLanes; ++j) max = std::max(max, max_lane[j]);
   for (; i < valid; ++i) max = std::max(max, scores[i]);
 
-  for (i = 0; i < valid; ++i) scores[i] = FastExp(scores[i] - max);
+  for (i = 0; i < valid; ++i) scores[i] = ExpApprox(scores[i] - max);
   float sum_lane[kLanes] = {};
   for (i = 0; i + kLanes <= valid; i += kLanes) {
     for (int j = 0; j < kLanes; ++j) sum_lane[j] += scores[i + j];
@@ -183,7 +163,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void SwiGlu(float* 
                                                                          size_t n) {
   for (size_t i = 0; i < n; ++i) {
     const float g = gate[i];
-    gate[i] = g / (1.0f + FastExp(-g)) * up[i];
+    gate[i] = g / (1.0f + ExpApprox(-g)) * up[i];
   }
 }
 

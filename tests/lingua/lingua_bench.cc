@@ -1,16 +1,19 @@
 // Classifier forward speed and compression time split (not a test).
-//   ./build/tests/lingua/lingua_bench [--no-pytorch] [model_dir] [iters] [batch]
+//   ./build/tests/lingua/lingua_bench [--cpu-time] [--no-pytorch] [model_dir] [iters] [batch]
 // Prints tokens/s of the forward pass on batch x 512-token chunks (batch 1 and 4 unless one is
 // given), next to PyTorch eager on the same model, chunk and thread count measured in the same
 // run (tests/lingua/bench_pytorch_xlmr.py as a child process via /usr/bin/python3 or
 // $CTX_PYTHON; skipped with a note when python or torch is missing), and for a full Compress
 // of a long text the share of time spent outside the classifier (post-processing).
+// --cpu-time: tokens per process-CPU-second for both sides (on a shared machine wall time
+// includes waiting for a core; bench_pytorch_xlmr.py reports both).
 // Threads: OPENBLAS_NUM_THREADS (PyTorch gets the same number; default 1 for both).
 #include <cblas.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -23,6 +26,12 @@ using namespace ctx::lingua;
 using Clock = std::chrono::steady_clock;
 
 namespace {
+
+double CpuNow() {
+  timespec t;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
 
 double Seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
@@ -71,11 +80,13 @@ std::optional<nlohmann::json> RunPyTorchBench(const std::string& model_dir, int 
 
 int main(int argc, char** argv) {
   const std::string root = CTX_SOURCE_DIR;
-  bool pytorch = true;
+  bool pytorch = true, cpu_time = false;
   std::vector<std::string> args;
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--no-pytorch") {
       pytorch = false;
+    } else if (std::string(argv[i]) == "--cpu-time") {
+      cpu_time = true;
     } else {
       args.push_back(argv[i]);
     }
@@ -111,11 +122,12 @@ int main(int argc, char** argv) {
     auto eb = EncoderBatch::Pad(seqs, XlmrTokenizer::kPad);
     (void)m->classifier->Forward(eb);  // warm-up
     auto t0 = Clock::now();
+    const double c0 = CpuNow();
     for (int i = 0; i < iters; ++i) {
       auto r = m->classifier->Forward(eb);
       if (!r.ok()) return 1;
     }
-    const double s = Seconds(t0, Clock::now());
+    const double s = cpu_time ? CpuNow() - c0 : Seconds(t0, Clock::now());
     const double tokens = static_cast<double>(iters) * batch * 512;
     std::printf("forward batch %d: %.1f ms per 512-token chunk, %.0f tokens/s, %.1f GFLOP/s\n",
                 batch, 1e3 * s / (iters * batch), tokens / s, tokens * flops_per_token / s / 1e9);
@@ -126,10 +138,12 @@ int main(int argc, char** argv) {
   std::optional<nlohmann::json> torch;
   if (pytorch) torch = RunPyTorchBench(dir, threads, iters, batches);
   if (torch) std::printf("PyTorch, this run: %s\n", torch->dump().c_str());
-  std::printf("\n%-34s %12s %12s %12s\n", "forward, 512-token chunks", "ctxstream", "PyTorch",
-              "vs PyTorch");
+  std::printf("\ntiming: %s\n%-34s %12s %12s %12s\n",
+              cpu_time ? "process CPU time (--cpu-time)" : "wall clock",
+              "forward, 512-token chunks", "ctxstream", "PyTorch", "vs PyTorch");
   for (size_t k = 0; k < batches.size(); ++k) {
-    const std::string key = "batch" + std::to_string(batches[k]) + "_tok_s";
+    const std::string key =
+        "batch" + std::to_string(batches[k]) + (cpu_time ? "_cpu_tok_s" : "_tok_s");
     const double t = torch && torch->contains(key) ? (*torch)[key].get<double>() : 0.0;
     char label[64], tcell[32] = "-", rcell[32] = "-";
     std::snprintf(label, sizeof label, "batch %d, tokens/s", batches[k]);
