@@ -35,6 +35,7 @@
 #include "common/model/model.h"
 #include "common/tokenizer/tokenizer.h"
 #include "nlohmann/json.hpp"
+#include "tools/kvquality/eval_setup.h"
 #include "tools/kvquality/kv_eval.h"
 
 ABSL_FLAG(std::string, model_dir, "models/tiny-llama", "model directory");
@@ -57,18 +58,7 @@ namespace {
 namespace codec = ctx::codec;
 namespace kveval = ctx::kveval;
 
-[[noreturn]] void Die(const std::string& what) {
-  std::fprintf(stderr, "calibrate: %s\n", what.c_str());
-  std::exit(1);
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) Die("cannot read " + path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using kveval::Die;
 
 // Encodes with ad-hoc bins and decodes; the size counted excludes the chunk header (so that
 // single-slot sizes add up to a level's size minus one header).
@@ -106,22 +96,22 @@ codec::LevelSpec Uniform(int layers, int bins, const std::string& name) {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
-  const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
-  auto model = ctx::model::Model::Load(model_dir);
-  if (!model.ok()) Die(model.status().ToString());
-  auto tok = ctx::tokenizer::Tokenizer::LoadFromModelDir(model_dir);
-  if (!tok.ok()) Die(tok.status().ToString());
-  const codec::ModelFingerprint fp = (*model)->fingerprint().bytes;
-  const ctx::model::LlamaConfig& cfg = (*model)->config();
-  const codec::KvGeometry geo{cfg.num_layers, cfg.num_kv_heads, cfg.head_dim};
+  kveval::EvalModel setup = kveval::LoadEvalModelOrDie(absl::GetFlag(FLAGS_model_dir));
+  const std::unique_ptr<ctx::model::Model>& model = setup.model;
+  const std::unique_ptr<ctx::tokenizer::Tokenizer>& tok = setup.tokenizer;
+  const codec::ModelFingerprint fp = setup.fingerprint;
+  const codec::KvGeometry geo = setup.geometry;
   const int chunk = absl::GetFlag(FLAGS_chunk_tokens);
 
   // Documents minus the quality set.
-  const std::vector<std::string> docs = kveval::SplitDocuments(ReadFile(absl::GetFlag(FLAGS_text)));
-  std::vector<std::string> ids = absl::StrSplit(ReadFile(absl::GetFlag(FLAGS_ids)), '\n');
+  const std::vector<std::string> docs =
+      kveval::SplitDocuments(kveval::ReadFileOrDie(absl::GetFlag(FLAGS_text)));
+  std::vector<std::string> ids =
+      absl::StrSplit(kveval::ReadFileOrDie(absl::GetFlag(FLAGS_ids)), '\n');
   std::set<std::string> excluded;
   if (!absl::GetFlag(FLAGS_exclude).empty()) {
-    auto j = nlohmann::json::parse(ReadFile(absl::GetFlag(FLAGS_exclude)), nullptr, false);
+    auto j =
+        nlohmann::json::parse(kveval::ReadFileOrDie(absl::GetFlag(FLAGS_exclude)), nullptr, false);
     if (!j.is_array()) Die(absl::GetFlag(FLAGS_exclude) + " is not a JSON array");
     for (const auto& e : j) excluded.insert(e.at("doc_id").get<std::string>());
   }
@@ -132,7 +122,7 @@ int main(int argc, char** argv) {
       ++skipped;
       continue;
     }
-    auto t = (*tok)->Encode(docs[i], /*add_bos=*/true);
+    auto t = tok->Encode(docs[i], /*add_bos=*/true);
     if (!t.ok()) Die(t.status().ToString());
     if (static_cast<int>(t->size()) < 2 * chunk) continue;
     if (t->size() >= 1280 && long_docs++ % 2 == 1) {
@@ -151,7 +141,7 @@ int main(int argc, char** argv) {
   for (const std::vector<int32_t>& d : heldout_docs) {
     if (static_cast<int>(eval.size() + search.size()) >= n_eval + n_search) break;
     auto w =
-        kveval::Window::Prepare(**model, std::span<const int32_t>(d.data(), 1280), 1024, chunk, fp);
+        kveval::Window::Prepare(*model, std::span<const int32_t>(d.data(), 1280), 1024, chunk, fp);
     if (!w.ok()) Die(w.status().ToString());
     (static_cast<int>(eval.size()) < n_eval ? eval : search).push_back(*std::move(w));
   }
@@ -171,21 +161,14 @@ int main(int argc, char** argv) {
     if (used >= absl::GetFlag(FLAGS_profile_windows)) break;
     ++used;
     const int n = std::min<int>(static_cast<int>(d.size()), absl::GetFlag(FLAGS_window_tokens));
-    ctx::model::KvCache cache = (*model)->NewKvCache(n);
-    if (auto s = (*model)->Forward(std::span<const int32_t>(d.data(), n), cache,
-                                   ctx::model::Logits::kNone, nullptr);
+    ctx::model::KvCache cache = model->NewKvCache(n);
+    if (auto s = model->Forward(std::span<const int32_t>(d.data(), n), cache,
+                                ctx::model::Logits::kNone, nullptr);
         !s.ok()) {
       Die(s.ToString());
     }
-    const int C = geo.channels();
     for (int a = 0; a + chunk <= n; a += chunk) {
-      std::vector<float> kv(static_cast<size_t>(geo.slots()) * chunk * C);
-      for (int l = 0; l < geo.layers; ++l) {
-        std::copy_n(cache.keys(l) + static_cast<size_t>(a) * C, chunk * C,
-                    kv.data() + static_cast<size_t>(2 * l) * chunk * C);
-        std::copy_n(cache.values(l) + static_cast<size_t>(a) * C, chunk * C,
-                    kv.data() + static_cast<size_t>(2 * l + 1) * chunk * C);
-      }
+      std::vector<float> kv = kveval::ChunkFromCache(cache, geo, a, a + chunk);
       codec::KvChunkView v{geo, static_cast<uint64_t>(a), static_cast<uint32_t>(chunk), fp, kv};
       if (auto s = builder.AddChunk(v); !s.ok()) Die(s.ToString());
     }
