@@ -21,7 +21,9 @@
 // windows' chunks), KL (nats/token), ΔPPL % (mean of window PPL) and top-1 agreement.
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -52,6 +54,17 @@ ABSL_FLAG(int, eval_windows, 8, "held-out windows (1024 + 256 tokens) measuring 
 ABSL_FLAG(int, chunk_tokens, 256, "tokens per chunk");
 ABSL_FLAG(bool, search, false, "Lagrangian search of per-slot bins instead of DefaultLevels");
 ABSL_FLAG(int, search_windows, 4, "held-out windows (disjoint from eval) for --search");
+ABSL_FLAG(std::string, search_bins, "4,6,8,10,12,16,20,24,32,48,64",
+          "bins each (K/V, layer) slot may take in --search");
+ABSL_FLAG(std::string, levels, "",
+          "explicit level list 'name=K0 ..|V0 ..;name=...' (best quality first) instead of "
+          "DefaultLevels; --default_level picks the default");
+ABSL_FLAG(int, default_level, -1,
+          "default level index with --levels (-1: the smallest level "
+          "measured at KL <= 0.01 and ΔPPL <= 1 %)");
+ABSL_FLAG(std::string, level0, "",
+          "near-lossless level 0 as 'name=K0 K1 ..|V0 V1 ..' (bins per layer; up to 256), "
+          "replacing level 0 of DefaultLevels or of the search");
 
 namespace {
 
@@ -82,6 +95,23 @@ kveval::Score Measure(const std::vector<kveval::Window>& windows, const kveval::
     total.Add(*s);
   }
   return total;
+}
+
+// "name=K0 K1 ..|V0 V1 .." -> LevelSpec.
+codec::LevelSpec ParseLevel(const std::string& text, int layers) {
+  const size_t eq = text.find('='), bar = text.find('|');
+  if (eq == std::string::npos || bar == std::string::npos || bar < eq) {
+    Die("level '" + text + "' is not 'name=K bins|V bins'");
+  }
+  codec::LevelSpec spec;
+  spec.name = text.substr(0, eq);
+  for (int part = 0; part < 2; ++part) {
+    std::istringstream in(part == 0 ? text.substr(eq + 1, bar - eq - 1) : text.substr(bar + 1));
+    std::vector<uint16_t>& bins = part == 0 ? spec.key_bins : spec.value_bins;
+    for (int b; in >> b;) bins.push_back(static_cast<uint16_t>(b));
+    if (static_cast<int>(bins.size()) != layers) Die("level '" + text + "': wrong layer count");
+  }
+  return spec;
 }
 
 codec::LevelSpec Uniform(int layers, int bins, const std::string& name) {
@@ -150,8 +180,22 @@ int main(int argc, char** argv) {
   }
 
   // Symbol statistics for every (slot, bins) the candidate levels may use.
-  const std::vector<int> kBinChoices = {4, 6, 8, 12, 16, 24, 32, 48, 64};
-  std::vector<codec::LevelSpec> stat_levels = codec::DefaultLevels(geo.layers);
+  std::vector<int> kBinChoices;
+  for (absl::string_view b : absl::StrSplit(absl::GetFlag(FLAGS_search_bins), ',')) {
+    kBinChoices.push_back(std::atoi(std::string(b).c_str()));
+  }
+  std::optional<codec::LevelSpec> level0;
+  if (!absl::GetFlag(FLAGS_level0).empty()) {
+    level0 = ParseLevel(absl::GetFlag(FLAGS_level0), geo.layers);
+  }
+  std::vector<codec::LevelSpec> explicit_levels;
+  for (absl::string_view item :
+       absl::StrSplit(absl::GetFlag(FLAGS_levels), ';', absl::SkipWhitespace())) {
+    explicit_levels.push_back(ParseLevel(std::string(item), geo.layers));
+  }
+  std::vector<codec::LevelSpec> stat_levels =
+      explicit_levels.empty() ? codec::DefaultLevels(geo.layers) : explicit_levels;
+  if (level0) stat_levels.push_back(*level0);
   if (absl::GetFlag(FLAGS_search)) {
     for (int b : kBinChoices) stat_levels.push_back(Uniform(geo.layers, b, absl::StrCat("U", b)));
   }
@@ -181,6 +225,10 @@ int main(int argc, char** argv) {
 
   std::vector<codec::LevelSpec> levels = codec::DefaultLevels(geo.layers);
   int default_level = codec::DefaultLevelIndex();
+  if (!explicit_levels.empty()) {
+    levels = explicit_levels;
+    default_level = absl::GetFlag(FLAGS_default_level);
+  }
   if (absl::GetFlag(FLAGS_search)) {
     if (search.empty()) Die("--search needs held-out search windows");
     // Single-slot KL and bits on the search windows.
@@ -259,6 +307,7 @@ int main(int argc, char** argv) {
     default_level = -1;
   }
 
+  if (level0) levels[0] = *level0;
   // Final profile: the chosen levels and only the tables they use.
   codec::CodecProfile profile = stats_profile;
   profile.levels = levels;

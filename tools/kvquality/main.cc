@@ -15,6 +15,8 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
+#include <set>
 #include <sstream>
 
 #include "absl/flags/flag.h"
@@ -28,6 +30,7 @@
 #include "nlohmann/json.hpp"
 #include "tools/kvquality/eval_setup.h"
 #include "tools/kvquality/kv_eval.h"
+#include "tools/kvquality/quant_methods.h"
 #include "zstd.h"
 
 ABSL_FLAG(std::string, model_dir, "models/tiny-llama", "model directory");
@@ -52,6 +55,16 @@ ABSL_FLAG(bool, teacher_forced, true, "run the teacher-forced protocol (ΔPPL, K
 ABSL_FLAG(std::string, extra_levels, "",
           "ad-hoc levels to measure too, 'name=K0 K1 ..|V0 V1 ..;name2=...' (bins per layer, 0 = "
           "not sent); slots without a profile table code with chunk-carried tables");
+ABSL_FLAG(std::string, methods, "",
+          "quantizer variants outside the codec, 'method:level,...' with method tok | kch | dL "
+          "(quant_methods.h) and level a profile level, --extra_levels level or CacheGen's "
+          "CG-L0..CG-L4; sizes from static tables counted on --methods_windows calibration "
+          "windows");
+ABSL_FLAG(std::string, methods_text, "models/calibration/valid.txt",
+          "calibration text for --methods tables (the long documents are excluded by doc id)");
+ABSL_FLAG(std::string, methods_ids, "models/calibration/valid.ids.txt",
+          "doc ids of --methods_text");
+ABSL_FLAG(int, methods_windows, 16, "calibration windows (1024 tokens) for --methods tables");
 ABSL_FLAG(std::string, variants, "",
           "comma-separated names (or name prefixes) of the variants to run; empty = all");
 
@@ -245,6 +258,64 @@ int main(int argc, char** argv) {
         {spec.name,
          DecodeAfter(c, [c, spec](const KvChunkView& v) { return c->EncodeWithBins(v, spec); }),
          {}});
+  }
+  std::vector<std::unique_ptr<kveval::MethodQuantizer>> methods;
+  const std::vector<std::string> method_items =
+      absl::StrSplit(absl::GetFlag(FLAGS_methods), ',', absl::SkipWhitespace());
+  if (!method_items.empty()) {
+    std::map<std::string, ctx::codec::LevelSpec> named;
+    for (const ctx::codec::LevelSpec& l : c->profile().levels) named[l.name] = l;
+    for (const ctx::codec::LevelSpec& l : kveval::CacheGenLevels()) named[l.name] = l;
+    for (const std::string& item : extra) {
+      const size_t eq = item.find('=');
+      named[item.substr(0, eq)] = ParseBins(item.substr(0, eq), item.substr(eq + 1), geo.layers);
+    }
+    for (const std::string& item : method_items) {
+      const size_t colon = item.find(':');
+      if (colon == std::string::npos) Die("--methods item '" + item + "' is not method:level");
+      auto m = kveval::ParseQuantMethod(item.substr(0, colon));
+      if (!m.ok()) Die(m.status().ToString());
+      const std::string level = item.substr(colon + 1);
+      if (!named.count(level)) Die("--methods: unknown level '" + level + "'");
+      methods.push_back(std::make_unique<kveval::MethodQuantizer>(*m, named[level], geo));
+      const kveval::MethodQuantizer* q = methods.back().get();
+      variants.push_back({item.substr(0, colon) + "-" + level,
+                          [q](const KvChunkView& v) { return q->Degrade(v); },
+                          {}});
+    }
+    // Static tables from calibration windows (not the long documents).
+    std::set<std::string> excluded;
+    nlohmann::json idx = nlohmann::json::parse(
+        kveval::ReadFileOrDie(absl::GetFlag(FLAGS_docs_dir) + "/index.json"), nullptr, false);
+    if (idx.is_array()) {
+      for (const auto& e : idx) excluded.insert(e.value("doc_id", ""));
+    }
+    const std::vector<std::string> cal_docs =
+        kveval::SplitDocuments(kveval::ReadFileOrDie(absl::GetFlag(FLAGS_methods_text)));
+    const std::vector<std::string> cal_ids =
+        absl::StrSplit(kveval::ReadFileOrDie(absl::GetFlag(FLAGS_methods_ids)), '\n');
+    int used = 0;
+    for (size_t i = 0; i < cal_docs.size() && used < absl::GetFlag(FLAGS_methods_windows); ++i) {
+      if (i < cal_ids.size() && excluded.count(cal_ids[i])) continue;
+      auto t = tok->Encode(cal_docs[i], /*add_bos=*/true);
+      if (!t.ok()) Die(t.status().ToString());
+      if (t->size() < 1024) continue;
+      ++used;
+      ctx::model::KvCache cache = model->NewKvCache(1024);
+      if (auto st = model->Forward(std::span<const int32_t>(t->data(), 1024), cache,
+                                   ctx::model::Logits::kNone, nullptr);
+          !st.ok()) {
+        Die(st.ToString());
+      }
+      for (int a = 0; a < 1024; a += 256) {
+        const std::vector<float> kv = kveval::ChunkFromCache(cache, geo, a, a + 256);
+        const KvChunkView v{geo, static_cast<uint64_t>(a), 256, fp, kv};
+        for (auto& q : methods) {
+          if (auto st = q->AddToTables(v); !st.ok()) Die(st.ToString());
+        }
+      }
+    }
+    std::fprintf(stderr, "--methods tables from %d calibration windows\n", used);
   }
   std::erase_if(variants, [](const Variant& v) { return !Selected(v.name); });
 
