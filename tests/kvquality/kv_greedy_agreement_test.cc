@@ -19,6 +19,8 @@
 //    token at i, given the context and the text path's own t[0:i], equals t[i]} / N. Measured
 //    over gRPC by resynchronizing: after a divergence at i, Generate again from KV with
 //    question = t[0:i+1] and compare the rest; each divergence costs one position.
+#include <cblas.h>
+
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstring>
@@ -167,6 +169,9 @@ struct Services {
 class InProcess {
  public:
   InProcess() {
+    // One BLAS thread, as the inference service runs (--blas_threads 1): the GEMM split
+    // across threads changes float rounding, and with it the encoded bytes.
+    openblas_set_num_threads(1);
     const std::string dir = SourcePath("models/tiny-llama");
     auto m = model::Model::Load(dir);
     REQUIRE(m.ok());

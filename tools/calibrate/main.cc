@@ -62,6 +62,9 @@ ABSL_FLAG(std::string, levels, "",
 ABSL_FLAG(int, default_level, -1,
           "default level index with --levels (-1: the smallest level "
           "measured at KL <= 0.01 and ΔPPL <= 1 %)");
+ABSL_FLAG(int, max_table_bins, 64,
+          "ship static tables only for bins <= this (a 128-bin table is 32 KB; slots above it "
+          "code with tables carried in the chunk)");
 ABSL_FLAG(std::string, level0, "",
           "near-lossless level 0 as 'name=K0 K1 ..|V0 V1 ..' (bins per layer; up to 256), "
           "replacing level 0 of DefaultLevels or of the search");
@@ -313,6 +316,7 @@ int main(int argc, char** argv) {
   profile.levels = levels;
   profile.tables.clear();
   for (const codec::SlotTable& t : stats_profile.tables) {
+    if (t.bins > absl::GetFlag(FLAGS_max_table_bins)) continue;
     for (const codec::LevelSpec& l : levels) {
       if (l.Bins(t.slot) == t.bins) {
         profile.tables.push_back(t);
