@@ -271,7 +271,7 @@ int ResyncedAgreement(Services& services, const std::string& id, const std::vect
 }  // namespace
 
 TEST_CASE(
-    "KV path over gRPC: near-lossless level agrees with the text path; every level "
+    "KV path over gRPC: near-lossless level agrees with the text path and every level "
     "matches the in-process libraries",
     "[kvquality][integration]") {
   Services services;
