@@ -17,6 +17,9 @@
 // on this model (kv-anchors §3b), so each λ picks per slot argmin_b bits + λ·KL, and the
 // levels are the λ whose predicted KL is closest to the targets.
 //
+// --level0 replaces level 0 by a near-lossless table (the shipped profile: NL128, 128 bins in
+// every slot, for greedy agreement with the text path); --levels gives the list explicitly.
+//
 // Per level the profile records bits/element all-in (measured by encoding the held-out
 // windows' chunks), KL (nats/token), ΔPPL % (mean of window PPL) and top-1 agreement.
 #include <cmath>
