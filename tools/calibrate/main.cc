@@ -17,11 +17,16 @@
 // on this model (kv-anchors §3b), so each λ picks per slot argmin_b bits + λ·KL, and the
 // levels are the λ whose predicted KL is closest to the targets.
 //
+// --level0 replaces level 0 by a near-lossless table (the shipped profile: NL128, 128 bins in
+// every slot, for greedy agreement with the text path); --levels gives the list explicitly.
+//
 // Per level the profile records bits/element all-in (measured by encoding the held-out
 // windows' chunks), KL (nats/token), ΔPPL % (mean of window PPL) and top-1 agreement.
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -35,6 +40,7 @@
 #include "common/model/model.h"
 #include "common/tokenizer/tokenizer.h"
 #include "nlohmann/json.hpp"
+#include "tools/kvquality/eval_setup.h"
 #include "tools/kvquality/kv_eval.h"
 
 ABSL_FLAG(std::string, model_dir, "models/tiny-llama", "model directory");
@@ -51,24 +57,27 @@ ABSL_FLAG(int, eval_windows, 8, "held-out windows (1024 + 256 tokens) measuring 
 ABSL_FLAG(int, chunk_tokens, 256, "tokens per chunk");
 ABSL_FLAG(bool, search, false, "Lagrangian search of per-slot bins instead of DefaultLevels");
 ABSL_FLAG(int, search_windows, 4, "held-out windows (disjoint from eval) for --search");
+ABSL_FLAG(std::string, search_bins, "4,6,8,10,12,16,20,24,32,48,64",
+          "bins each (K/V, layer) slot may take in --search");
+ABSL_FLAG(std::string, levels, "",
+          "explicit level list 'name=K0 ..|V0 ..;name=...' (best quality first) instead of "
+          "DefaultLevels; --default_level picks the default");
+ABSL_FLAG(int, default_level, -1,
+          "default level index with --levels (-1: the smallest level "
+          "measured at KL <= 0.01 and ΔPPL <= 1 %)");
+ABSL_FLAG(int, max_table_bins, 64,
+          "ship static tables only for bins <= this (a 128-bin table is 32 KB; slots above it "
+          "code with tables carried in the chunk)");
+ABSL_FLAG(std::string, level0, "",
+          "near-lossless level 0 as 'name=K0 K1 ..|V0 V1 ..' (bins per layer; up to 256), "
+          "replacing level 0 of DefaultLevels or of the search");
 
 namespace {
 
 namespace codec = ctx::codec;
 namespace kveval = ctx::kveval;
 
-[[noreturn]] void Die(const std::string& what) {
-  std::fprintf(stderr, "calibrate: %s\n", what.c_str());
-  std::exit(1);
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) Die("cannot read " + path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using kveval::Die;
 
 // Encodes with ad-hoc bins and decodes; the size counted excludes the chunk header (so that
 // single-slot sizes add up to a level's size minus one header).
@@ -94,6 +103,23 @@ kveval::Score Measure(const std::vector<kveval::Window>& windows, const kveval::
   return total;
 }
 
+// "name=K0 K1 ..|V0 V1 .." -> LevelSpec.
+codec::LevelSpec ParseLevel(const std::string& text, int layers) {
+  const size_t eq = text.find('='), bar = text.find('|');
+  if (eq == std::string::npos || bar == std::string::npos || bar < eq) {
+    Die("level '" + text + "' is not 'name=K bins|V bins'");
+  }
+  codec::LevelSpec spec;
+  spec.name = text.substr(0, eq);
+  for (int part = 0; part < 2; ++part) {
+    std::istringstream in(part == 0 ? text.substr(eq + 1, bar - eq - 1) : text.substr(bar + 1));
+    std::vector<uint16_t>& bins = part == 0 ? spec.key_bins : spec.value_bins;
+    for (int b; in >> b;) bins.push_back(static_cast<uint16_t>(b));
+    if (static_cast<int>(bins.size()) != layers) Die("level '" + text + "': wrong layer count");
+  }
+  return spec;
+}
+
 codec::LevelSpec Uniform(int layers, int bins, const std::string& name) {
   codec::LevelSpec l;
   l.name = name;
@@ -106,22 +132,22 @@ codec::LevelSpec Uniform(int layers, int bins, const std::string& name) {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
-  const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
-  auto model = ctx::model::Model::Load(model_dir);
-  if (!model.ok()) Die(model.status().ToString());
-  auto tok = ctx::tokenizer::Tokenizer::LoadFromModelDir(model_dir);
-  if (!tok.ok()) Die(tok.status().ToString());
-  const codec::ModelFingerprint fp = (*model)->fingerprint().bytes;
-  const ctx::model::LlamaConfig& cfg = (*model)->config();
-  const codec::KvGeometry geo{cfg.num_layers, cfg.num_kv_heads, cfg.head_dim};
+  kveval::EvalModel setup = kveval::LoadEvalModelOrDie(absl::GetFlag(FLAGS_model_dir));
+  const std::unique_ptr<ctx::model::Model>& model = setup.model;
+  const std::unique_ptr<ctx::tokenizer::Tokenizer>& tok = setup.tokenizer;
+  const codec::ModelFingerprint fp = setup.fingerprint;
+  const codec::KvGeometry geo = setup.geometry;
   const int chunk = absl::GetFlag(FLAGS_chunk_tokens);
 
   // Documents minus the quality set.
-  const std::vector<std::string> docs = kveval::SplitDocuments(ReadFile(absl::GetFlag(FLAGS_text)));
-  std::vector<std::string> ids = absl::StrSplit(ReadFile(absl::GetFlag(FLAGS_ids)), '\n');
+  const std::vector<std::string> docs =
+      kveval::SplitDocuments(kveval::ReadFileOrDie(absl::GetFlag(FLAGS_text)));
+  std::vector<std::string> ids =
+      absl::StrSplit(kveval::ReadFileOrDie(absl::GetFlag(FLAGS_ids)), '\n');
   std::set<std::string> excluded;
   if (!absl::GetFlag(FLAGS_exclude).empty()) {
-    auto j = nlohmann::json::parse(ReadFile(absl::GetFlag(FLAGS_exclude)), nullptr, false);
+    auto j =
+        nlohmann::json::parse(kveval::ReadFileOrDie(absl::GetFlag(FLAGS_exclude)), nullptr, false);
     if (!j.is_array()) Die(absl::GetFlag(FLAGS_exclude) + " is not a JSON array");
     for (const auto& e : j) excluded.insert(e.at("doc_id").get<std::string>());
   }
@@ -132,7 +158,7 @@ int main(int argc, char** argv) {
       ++skipped;
       continue;
     }
-    auto t = (*tok)->Encode(docs[i], /*add_bos=*/true);
+    auto t = tok->Encode(docs[i], /*add_bos=*/true);
     if (!t.ok()) Die(t.status().ToString());
     if (static_cast<int>(t->size()) < 2 * chunk) continue;
     if (t->size() >= 1280 && long_docs++ % 2 == 1) {
@@ -151,7 +177,7 @@ int main(int argc, char** argv) {
   for (const std::vector<int32_t>& d : heldout_docs) {
     if (static_cast<int>(eval.size() + search.size()) >= n_eval + n_search) break;
     auto w =
-        kveval::Window::Prepare(**model, std::span<const int32_t>(d.data(), 1280), 1024, chunk, fp);
+        kveval::Window::Prepare(*model, std::span<const int32_t>(d.data(), 1280), 1024, chunk, fp);
     if (!w.ok()) Die(w.status().ToString());
     (static_cast<int>(eval.size()) < n_eval ? eval : search).push_back(*std::move(w));
   }
@@ -160,8 +186,22 @@ int main(int argc, char** argv) {
   }
 
   // Symbol statistics for every (slot, bins) the candidate levels may use.
-  const std::vector<int> kBinChoices = {4, 6, 8, 12, 16, 24, 32, 48, 64};
-  std::vector<codec::LevelSpec> stat_levels = codec::DefaultLevels(geo.layers);
+  std::vector<int> kBinChoices;
+  for (absl::string_view b : absl::StrSplit(absl::GetFlag(FLAGS_search_bins), ',')) {
+    kBinChoices.push_back(std::atoi(std::string(b).c_str()));
+  }
+  std::optional<codec::LevelSpec> level0;
+  if (!absl::GetFlag(FLAGS_level0).empty()) {
+    level0 = ParseLevel(absl::GetFlag(FLAGS_level0), geo.layers);
+  }
+  std::vector<codec::LevelSpec> explicit_levels;
+  for (absl::string_view item :
+       absl::StrSplit(absl::GetFlag(FLAGS_levels), ';', absl::SkipWhitespace())) {
+    explicit_levels.push_back(ParseLevel(std::string(item), geo.layers));
+  }
+  std::vector<codec::LevelSpec> stat_levels =
+      explicit_levels.empty() ? codec::DefaultLevels(geo.layers) : explicit_levels;
+  if (level0) stat_levels.push_back(*level0);
   if (absl::GetFlag(FLAGS_search)) {
     for (int b : kBinChoices) stat_levels.push_back(Uniform(geo.layers, b, absl::StrCat("U", b)));
   }
@@ -171,21 +211,14 @@ int main(int argc, char** argv) {
     if (used >= absl::GetFlag(FLAGS_profile_windows)) break;
     ++used;
     const int n = std::min<int>(static_cast<int>(d.size()), absl::GetFlag(FLAGS_window_tokens));
-    ctx::model::KvCache cache = (*model)->NewKvCache(n);
-    if (auto s = (*model)->Forward(std::span<const int32_t>(d.data(), n), cache,
-                                   ctx::model::Logits::kNone, nullptr);
+    ctx::model::KvCache cache = model->NewKvCache(n);
+    if (auto s = model->Forward(std::span<const int32_t>(d.data(), n), cache,
+                                ctx::model::Logits::kNone, nullptr);
         !s.ok()) {
       Die(s.ToString());
     }
-    const int C = geo.channels();
     for (int a = 0; a + chunk <= n; a += chunk) {
-      std::vector<float> kv(static_cast<size_t>(geo.slots()) * chunk * C);
-      for (int l = 0; l < geo.layers; ++l) {
-        std::copy_n(cache.keys(l) + static_cast<size_t>(a) * C, chunk * C,
-                    kv.data() + static_cast<size_t>(2 * l) * chunk * C);
-        std::copy_n(cache.values(l) + static_cast<size_t>(a) * C, chunk * C,
-                    kv.data() + static_cast<size_t>(2 * l + 1) * chunk * C);
-      }
+      std::vector<float> kv = kveval::ChunkFromCache(cache, geo, a, a + chunk);
       codec::KvChunkView v{geo, static_cast<uint64_t>(a), static_cast<uint32_t>(chunk), fp, kv};
       if (auto s = builder.AddChunk(v); !s.ok()) Die(s.ToString());
     }
@@ -198,6 +231,10 @@ int main(int argc, char** argv) {
 
   std::vector<codec::LevelSpec> levels = codec::DefaultLevels(geo.layers);
   int default_level = codec::DefaultLevelIndex();
+  if (!explicit_levels.empty()) {
+    levels = explicit_levels;
+    default_level = absl::GetFlag(FLAGS_default_level);
+  }
   if (absl::GetFlag(FLAGS_search)) {
     if (search.empty()) Die("--search needs held-out search windows");
     // Single-slot KL and bits on the search windows.
@@ -276,11 +313,13 @@ int main(int argc, char** argv) {
     default_level = -1;
   }
 
+  if (level0) levels[0] = *level0;
   // Final profile: the chosen levels and only the tables they use.
   codec::CodecProfile profile = stats_profile;
   profile.levels = levels;
   profile.tables.clear();
   for (const codec::SlotTable& t : stats_profile.tables) {
+    if (t.bins > absl::GetFlag(FLAGS_max_table_bins)) continue;
     for (const codec::LevelSpec& l : levels) {
       if (l.Bins(t.slot) == t.bins) {
         profile.tables.push_back(t);

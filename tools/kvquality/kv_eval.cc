@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "common/model/generate.h"
 
 namespace ctx::kveval {
 
@@ -59,17 +60,9 @@ absl::StatusOr<Window> Window::Prepare(const model::Model& model, std::span<cons
       !s.ok()) {
     return s;
   }
-  const int C = w.geometry_.channels();
   for (int a = 0; a < n; a += chunk_tokens) {
     const int b = std::min(n, a + chunk_tokens);
-    std::vector<float> chunk(static_cast<size_t>(w.geometry_.slots()) * (b - a) * C);
-    for (int l = 0; l < cfg.num_layers; ++l) {
-      for (int kv = 0; kv < 2; ++kv) {
-        const float* src = (kv == 0 ? cache.keys(l) : cache.values(l)) + static_cast<size_t>(a) * C;
-        std::memcpy(chunk.data() + static_cast<size_t>(2 * l + kv) * (b - a) * C, src,
-                    sizeof(float) * (b - a) * C);
-      }
-    }
+    std::vector<float> chunk = ChunkFromCache(cache, w.geometry_, a, b);
     w.chunks_.push_back(std::move(chunk));
   }
   absl::StatusOr<Score> ref = w.Run(w.chunks_, 0, &w.ref_logprobs_, &w.ref_argmax_);
@@ -170,6 +163,136 @@ absl::StatusOr<Score> Window::Run(const std::vector<std::vector<float>>& chunks,
   }
   score.window_ppl_sum = std::exp(score.nll / m);
   return score;
+}
+
+std::vector<float> ChunkFromCache(const model::KvCache& cache, const codec::KvGeometry& g, int a,
+                                  int b) {
+  const int C = g.channels();
+  std::vector<float> chunk(static_cast<size_t>(g.slots()) * (b - a) * C);
+  for (int l = 0; l < g.layers; ++l) {
+    for (int kv = 0; kv < 2; ++kv) {
+      const float* src = (kv == 0 ? cache.keys(l) : cache.values(l)) + static_cast<size_t>(a) * C;
+      std::memcpy(chunk.data() + static_cast<size_t>(2 * l + kv) * (b - a) * C, src,
+                  sizeof(float) * (b - a) * C);
+    }
+  }
+  return chunk;
+}
+
+absl::StatusOr<GreedyWindow> GreedyWindow::Prepare(const model::Model& model,
+                                                   std::span<const int32_t> context,
+                                                   int chunk_tokens,
+                                                   const codec::ModelFingerprint& fingerprint) {
+  if (context.size() < 2 || chunk_tokens <= 0) {
+    return absl::InvalidArgumentError("greedy window needs >= 2 context tokens");
+  }
+  GreedyWindow w;
+  w.model_ = &model;
+  const model::LlamaConfig& cfg = model.config();
+  w.geometry_ = {cfg.num_layers, cfg.num_kv_heads, cfg.head_dim};
+  w.fingerprint_ = fingerprint;
+  w.context_.assign(context.begin(), context.end());
+  w.chunk_tokens_ = chunk_tokens;
+  const int n = static_cast<int>(context.size());
+  model::KvCache cache = model.NewKvCache(n);
+  for (int a = 0; a < n; a += chunk_tokens) {
+    const int b = std::min(n, a + chunk_tokens);
+    if (absl::Status s =
+            model.Forward(context.subspan(a, b - a), cache, model::Logits::kNone, nullptr);
+        !s.ok()) {
+      return s;
+    }
+    w.chunks_.push_back(ChunkFromCache(cache, w.geometry_, a, b));
+  }
+  return w;
+}
+
+absl::StatusOr<model::KvCache> GreedyWindow::Fill(const DegradeFn& degrade, int capacity) const {
+  const model::Model& model = *model_;
+  const int n = static_cast<int>(context_.size());
+  const int C = geometry_.channels();
+  model::KvCache cache = model.NewKvCache(capacity);
+  int a = 0;
+  for (size_t i = 0; i < chunks_.size(); ++i) {
+    const int t = static_cast<int>(chunks_[i].size() / (geometry_.slots() * C));
+    std::vector<float> kv = chunks_[i];
+    if (degrade) {
+      codec::KvChunkView v;
+      v.geometry = geometry_;
+      v.token_begin = static_cast<uint64_t>(a);
+      v.token_count = static_cast<uint32_t>(t);
+      v.fingerprint = fingerprint_;
+      v.data = chunks_[i];
+      absl::StatusOr<Degraded> d = degrade(v);
+      if (!d.ok()) return d.status();
+      if (d->kv.size() != kv.size()) {
+        return absl::InternalError("degraded chunk has the wrong number of values");
+      }
+      const size_t per_slot = v.ElementsPerSlot();
+      for (int slot : d->missing_slots) {
+        std::memcpy(d->kv.data() + slot * per_slot, kv.data() + slot * per_slot,
+                    sizeof(float) * per_slot);
+      }
+      kv = std::move(d->kv);
+    }
+    for (int l = 0; l < geometry_.layers; ++l) {
+      std::memcpy(cache.keys(l) + static_cast<size_t>(a) * C,
+                  kv.data() + static_cast<size_t>(2 * l) * t * C, sizeof(float) * t * C);
+      std::memcpy(cache.values(l) + static_cast<size_t>(a) * C,
+                  kv.data() + static_cast<size_t>(2 * l + 1) * t * C, sizeof(float) * t * C);
+    }
+    a += t;
+  }
+  if (absl::Status s = cache.SetLength(n); !s.ok()) return s;
+  return cache;
+}
+
+absl::StatusOr<std::vector<int32_t>> GreedyWindow::Generate(const DegradeFn& degrade,
+                                                            int max_new) const {
+  absl::StatusOr<model::KvCache> cache =
+      Fill(degrade, static_cast<int>(context_.size()) + max_new + 1);
+  if (!cache.ok()) return cache.status();
+  model::GenerateOptions opts;
+  opts.max_new_tokens = max_new;
+  opts.stop_at_eos = false;
+  absl::StatusOr<model::GenerateResult> r = model::Generate(*model_, context_, *cache, opts);
+  if (!r.ok()) return r.status();
+  return std::move(r->tokens);
+}
+
+absl::StatusOr<std::vector<int32_t>> GreedyWindow::Resynced(
+    const DegradeFn& degrade, std::span<const int32_t> reference) const {
+  const int n = static_cast<int>(context_.size());
+  const int m = static_cast<int>(reference.size());
+  absl::StatusOr<model::KvCache> cache = Fill(degrade, n + m + 1);
+  if (!cache.ok()) return cache.status();
+  // As model::Generate does: the last context token is recomputed, then the reference's tokens
+  // are fed; logits row i predicts position i of the answer.
+  if (absl::Status s = cache->Truncate(n - 1); !s.ok()) return s;
+  std::vector<int32_t> feed = {context_.back()};
+  feed.insert(feed.end(), reference.begin(), reference.end() - (m > 0 ? 1 : 0));
+  std::vector<float> logits;
+  if (absl::Status s = model_->Forward(feed, *cache, model::Logits::kAll, &logits); !s.ok()) {
+    return s;
+  }
+  const int V = model_->config().vocab_size;
+  std::vector<int32_t> out(m);
+  for (int i = 0; i < m; ++i) {
+    const float* row = logits.data() + static_cast<size_t>(i) * V;
+    out[i] = static_cast<int32_t>(std::max_element(row, row + V) - row);
+  }
+  return out;
+}
+
+Agreement CompareTokens(std::span<const int32_t> reference, std::span<const int32_t> other) {
+  Agreement g;
+  g.total = static_cast<int64_t>(reference.size());
+  for (size_t i = 0; i < reference.size(); ++i) {
+    const bool same = i < other.size() && reference[i] == other[i];
+    g.equal += same;
+    if (!same && g.first_divergence < 0) g.first_divergence = static_cast<int>(i);
+  }
+  return g;
 }
 
 std::vector<std::string> SplitDocuments(const std::string& text) {

@@ -87,6 +87,50 @@ class Window {
   Score reference_;
 };
 
+// Free-running greedy decoding on top of a context delivered as KV: the receiver's side of the
+// KV path (inference Generate from stored chunks). The context KV is prefilled in blocks of
+// `chunk_tokens` (as inference Prefill and the text path do), each block is one chunk; a
+// variant passes every chunk through `degrade` into a cache covering the whole context, then
+// model::Generate recomputes the last context token and decodes `max_new` tokens greedily
+// (EOS does not stop, so every run has the same length). The reference is the exact KV.
+class GreedyWindow {
+ public:
+  static absl::StatusOr<GreedyWindow> Prepare(const model::Model& model,
+                                              std::span<const int32_t> context, int chunk_tokens,
+                                              const codec::ModelFingerprint& fingerprint);
+  // Greedy tokens after the (degraded) context; nullptr degrade = the untouched KV.
+  absl::StatusOr<std::vector<int32_t>> Generate(const DegradeFn& degrade, int max_new) const;
+  // Greedy choice of the (degraded) KV path at every position of `reference` (the exact run's
+  // greedy tokens) given the reference's own prefix: out[i] = argmax p(. | context,
+  // reference[0:i]). A divergence then costs one position, not the rest of the answer.
+  absl::StatusOr<std::vector<int32_t>> Resynced(const DegradeFn& degrade,
+                                                std::span<const int32_t> reference) const;
+
+ private:
+  // A cache holding the context's KV, every chunk passed through `degrade`.
+  absl::StatusOr<model::KvCache> Fill(const DegradeFn& degrade, int capacity) const;
+
+  const model::Model* model_ = nullptr;
+  codec::KvGeometry geometry_;
+  codec::ModelFingerprint fingerprint_{};
+  std::vector<int32_t> context_;
+  int chunk_tokens_ = 0;
+  std::vector<std::vector<float>> chunks_;  // [chunk][layers][K|V][T][C]
+};
+
+// Positions i < min(a.size(), b.size()) where a[i] == b[i] (greedy agreement counts every
+// position of the generated length, also after a divergence), and the first differing one.
+struct Agreement {
+  int64_t equal = 0;
+  int64_t total = 0;
+  int first_divergence = -1;  // -1: identical
+};
+Agreement CompareTokens(std::span<const int32_t> reference, std::span<const int32_t> other);
+
+// Tokens [a, b) of a KV cache as one codec chunk: [layers][K|V][b-a][C] float32.
+std::vector<float> ChunkFromCache(const model::KvCache& cache, const codec::KvGeometry& geometry,
+                                  int a, int b);
+
 // [BOS] + ids of each document of a corpus file whose documents are separated by "\f\n".
 std::vector<std::string> SplitDocuments(const std::string& text);
 

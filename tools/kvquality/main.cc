@@ -15,17 +15,22 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
+#include <set>
 #include <sstream>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/codec/baselines.h"
 #include "common/codec/codec.h"
 #include "common/model/model.h"
 #include "common/tokenizer/tokenizer.h"
 #include "nlohmann/json.hpp"
+#include "tools/kvquality/eval_setup.h"
 #include "tools/kvquality/kv_eval.h"
+#include "tools/kvquality/quant_methods.h"
 #include "zstd.h"
 
 ABSL_FLAG(std::string, model_dir, "models/tiny-llama", "model directory");
@@ -43,6 +48,25 @@ ABSL_FLAG(std::string, dump_ids, "",
           "write the token ids of the first document (one a line) to this file and exit: test "
           "data for binaries that cannot link SentencePiece next to gRPC's protobuf");
 ABSL_FLAG(int, bench_repeat, 3, "encode/decode repetitions per chunk in --bench");
+ABSL_FLAG(int, greedy_tokens, 0,
+          "also generate N greedy tokens per document after the context delivered as KV (window "
+          "0's context, whole context as KV) and count positions equal to the exact-KV run");
+ABSL_FLAG(bool, teacher_forced, true, "run the teacher-forced protocol (ΔPPL, KL, top-1)");
+ABSL_FLAG(std::string, extra_levels, "",
+          "ad-hoc levels to measure too, 'name=K0 K1 ..|V0 V1 ..;name2=...' (bins per layer, 0 = "
+          "not sent); slots without a profile table code with chunk-carried tables");
+ABSL_FLAG(std::string, methods, "",
+          "quantizer variants outside the codec, 'method:level,...' with method tok | kch | dL "
+          "(quant_methods.h) and level a profile level, --extra_levels level or CacheGen's "
+          "CG-L0..CG-L4; sizes from static tables counted on --methods_windows calibration "
+          "windows");
+ABSL_FLAG(std::string, methods_text, "models/calibration/valid.txt",
+          "calibration text for --methods tables (the long documents are excluded by doc id)");
+ABSL_FLAG(std::string, methods_ids, "models/calibration/valid.ids.txt",
+          "doc ids of --methods_text");
+ABSL_FLAG(int, methods_windows, 16, "calibration windows (1024 tokens) for --methods tables");
+ABSL_FLAG(std::string, variants, "",
+          "comma-separated names (or name prefixes) of the variants to run; empty = all");
 
 namespace {
 
@@ -55,20 +79,7 @@ double ThreadSeconds() {
   return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
-[[noreturn]] void Die(const std::string& what);
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) Die("cannot read " + path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-[[noreturn]] void Die(const std::string& what) {
-  std::fprintf(stderr, "kvquality: %s\n", what.c_str());
-  std::exit(1);
-}
+using kveval::Die;
 
 struct Variant {
   std::string name;
@@ -169,24 +180,48 @@ void Bench(const ctx::codec::KvCodec& codec, const std::vector<KvChunkView>& chu
   }
 }
 
+// "K0 K1 ..|V0 V1 .." -> LevelSpec.
+ctx::codec::LevelSpec ParseBins(const std::string& name, const std::string& text, int layers) {
+  ctx::codec::LevelSpec spec;
+  spec.name = name;
+  const size_t bar = text.find('|');
+  if (bar == std::string::npos) Die("level '" + name + "': expected 'K bins|V bins'");
+  for (int part = 0; part < 2; ++part) {
+    std::istringstream in(part == 0 ? text.substr(0, bar) : text.substr(bar + 1));
+    std::vector<uint16_t>& bins = part == 0 ? spec.key_bins : spec.value_bins;
+    for (int b; in >> b;) bins.push_back(static_cast<uint16_t>(b));
+    if (static_cast<int>(bins.size()) != layers) {
+      Die(absl::StrCat("level '", name, "': ", bins.size(), " bins for ", layers, " layers"));
+    }
+  }
+  return spec;
+}
+
+bool Selected(const std::string& name) {
+  const std::string list = absl::GetFlag(FLAGS_variants);
+  if (list.empty() || name == "full") return true;
+  std::istringstream in(list);
+  for (std::string item; std::getline(in, item, ',');) {
+    if (!item.empty() && name.compare(0, item.size(), item) == 0) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
-  const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
-  auto model = ctx::model::Model::Load(model_dir);
-  if (!model.ok()) Die(model.status().ToString());
-  auto tok = ctx::tokenizer::Tokenizer::LoadFromModelDir(model_dir);
-  if (!tok.ok()) Die(tok.status().ToString());
-  ctx::codec::ModelFingerprint fp = (*model)->fingerprint().bytes;
-  const ctx::model::LlamaConfig& cfg = (*model)->config();
-  const ctx::codec::KvGeometry geo{cfg.num_layers, cfg.num_kv_heads, cfg.head_dim};
+  kveval::EvalModel setup = kveval::LoadEvalModelOrDie(absl::GetFlag(FLAGS_model_dir));
+  const std::unique_ptr<ctx::model::Model>& model = setup.model;
+  const std::unique_ptr<ctx::tokenizer::Tokenizer>& tok = setup.tokenizer;
+  const ctx::codec::ModelFingerprint fp = setup.fingerprint;
+  const ctx::codec::KvGeometry geo = setup.geometry;
 
   absl::StatusOr<ctx::codec::KvCodec> codec = absl::UnknownError("");
   if (absl::GetFlag(FLAGS_codec_profile).empty()) {
     codec = ctx::codec::KvCodec::CreateDefault(fp, geo);
   } else {
-    const std::string bytes = ReadFile(absl::GetFlag(FLAGS_codec_profile));
+    const std::string bytes = kveval::ReadFileOrDie(absl::GetFlag(FLAGS_codec_profile));
     auto profile = ctx::codec::ParseProfile(bytes);
     if (!profile.ok())
       Die(absl::StrCat(absl::GetFlag(FLAGS_codec_profile), ": ", profile.status().ToString()));
@@ -212,8 +247,81 @@ int main(int argc, char** argv) {
          {}});
   }
 
+  const std::vector<std::string> extra =
+      absl::StrSplit(absl::GetFlag(FLAGS_extra_levels), ';', absl::SkipWhitespace());
+  for (const std::string& item : extra) {
+    const size_t eq = item.find('=');
+    if (eq == std::string::npos) Die("--extra_levels item '" + item + "' has no '='");
+    const ctx::codec::LevelSpec spec =
+        ParseBins(item.substr(0, eq), item.substr(eq + 1), geo.layers);
+    variants.push_back(
+        {spec.name,
+         DecodeAfter(c, [c, spec](const KvChunkView& v) { return c->EncodeWithBins(v, spec); }),
+         {}});
+  }
+  std::vector<std::unique_ptr<kveval::MethodQuantizer>> methods;
+  const std::vector<std::string> method_items =
+      absl::StrSplit(absl::GetFlag(FLAGS_methods), ',', absl::SkipWhitespace());
+  if (!method_items.empty()) {
+    std::map<std::string, ctx::codec::LevelSpec> named;
+    for (const ctx::codec::LevelSpec& l : c->profile().levels) named[l.name] = l;
+    for (const ctx::codec::LevelSpec& l : kveval::CacheGenLevels()) named[l.name] = l;
+    for (const std::string& item : extra) {
+      const size_t eq = item.find('=');
+      named[item.substr(0, eq)] = ParseBins(item.substr(0, eq), item.substr(eq + 1), geo.layers);
+    }
+    for (const std::string& item : method_items) {
+      const size_t colon = item.find(':');
+      if (colon == std::string::npos) Die("--methods item '" + item + "' is not method:level");
+      auto m = kveval::ParseQuantMethod(item.substr(0, colon));
+      if (!m.ok()) Die(m.status().ToString());
+      const std::string level = item.substr(colon + 1);
+      if (!named.count(level)) Die("--methods: unknown level '" + level + "'");
+      methods.push_back(std::make_unique<kveval::MethodQuantizer>(*m, named[level], geo));
+      const kveval::MethodQuantizer* q = methods.back().get();
+      variants.push_back({item.substr(0, colon) + "-" + level,
+                          [q](const KvChunkView& v) { return q->Degrade(v); },
+                          {}});
+    }
+    // Static tables from calibration windows (not the long documents).
+    std::set<std::string> excluded;
+    nlohmann::json idx = nlohmann::json::parse(
+        kveval::ReadFileOrDie(absl::GetFlag(FLAGS_docs_dir) + "/index.json"), nullptr, false);
+    if (idx.is_array()) {
+      for (const auto& e : idx) excluded.insert(e.value("doc_id", ""));
+    }
+    const std::vector<std::string> cal_docs =
+        kveval::SplitDocuments(kveval::ReadFileOrDie(absl::GetFlag(FLAGS_methods_text)));
+    const std::vector<std::string> cal_ids =
+        absl::StrSplit(kveval::ReadFileOrDie(absl::GetFlag(FLAGS_methods_ids)), '\n');
+    int used = 0;
+    for (size_t i = 0; i < cal_docs.size() && used < absl::GetFlag(FLAGS_methods_windows); ++i) {
+      if (i < cal_ids.size() && excluded.count(cal_ids[i])) continue;
+      auto t = tok->Encode(cal_docs[i], /*add_bos=*/true);
+      if (!t.ok()) Die(t.status().ToString());
+      if (t->size() < 1024) continue;
+      ++used;
+      ctx::model::KvCache cache = model->NewKvCache(1024);
+      if (auto st = model->Forward(std::span<const int32_t>(t->data(), 1024), cache,
+                                   ctx::model::Logits::kNone, nullptr);
+          !st.ok()) {
+        Die(st.ToString());
+      }
+      for (int a = 0; a < 1024; a += 256) {
+        const std::vector<float> kv = kveval::ChunkFromCache(cache, geo, a, a + 256);
+        const KvChunkView v{geo, static_cast<uint64_t>(a), 256, fp, kv};
+        for (auto& q : methods) {
+          if (auto st = q->AddToTables(v); !st.ok()) Die(st.ToString());
+        }
+      }
+    }
+    std::fprintf(stderr, "--methods tables from %d calibration windows\n", used);
+  }
+  std::erase_if(variants, [](const Variant& v) { return !Selected(v.name); });
+
   const std::string dir = absl::GetFlag(FLAGS_docs_dir);
-  nlohmann::json index = nlohmann::json::parse(ReadFile(dir + "/index.json"), nullptr, false);
+  nlohmann::json index =
+      nlohmann::json::parse(kveval::ReadFileOrDie(dir + "/index.json"), nullptr, false);
   if (!index.is_array()) Die(dir + "/index.json is missing or not a JSON array");
   const int ctx_tokens = absl::GetFlag(FLAGS_context_tokens);
   const int scored = absl::GetFlag(FLAGS_scored_tokens);
@@ -221,11 +329,14 @@ int main(int argc, char** argv) {
   std::vector<KvChunkView> bench_chunks;
   std::vector<kveval::Window> bench_windows;  // keep the KV the views point into
   int docs = 0;
+  std::vector<kveval::Agreement> greedy(variants.size());
+  std::vector<int> greedy_docs_equal(variants.size(), 0);
+  std::vector<kveval::Agreement> resynced(variants.size());
   for (const auto& entry : index) {
     if (absl::GetFlag(FLAGS_max_docs) > 0 && docs >= absl::GetFlag(FLAGS_max_docs)) break;
     ++docs;
-    const std::string text = ReadFile(dir + "/" + entry.at("file").get<std::string>());
-    auto ids = (*tok)->Encode(text, /*add_bos=*/true);
+    const std::string text = kveval::ReadFileOrDie(dir + "/" + entry.at("file").get<std::string>());
+    auto ids = tok->Encode(text, /*add_bos=*/true);
     if (!ids.ok()) Die(ids.status().ToString());
     const int n = static_cast<int>(ids->size());
     if (!absl::GetFlag(FLAGS_dump_ids).empty()) {
@@ -233,6 +344,35 @@ int main(int argc, char** argv) {
       for (int32_t id : *ids) f << id << "\n";
       return f ? 0 : 1;
     }
+    if (const int g = absl::GetFlag(FLAGS_greedy_tokens); g > 0) {
+      const int context = std::min(ctx_tokens, n / 2);
+      auto gw = kveval::GreedyWindow::Prepare(
+          *model, std::span<const int32_t>(ids->data(), context), chunk_tokens, fp);
+      if (!gw.ok()) Die(gw.status().ToString());
+      auto ref = gw->Generate(nullptr, g);
+      if (!ref.ok()) Die(ref.status().ToString());
+      std::string line;
+      for (size_t k = 0; k < variants.size(); ++k) {
+        if (!variants[k].degrade) continue;
+        auto toks = gw->Generate(variants[k].degrade, g);
+        if (!toks.ok()) Die(absl::StrCat(variants[k].name, ": ", toks.status().ToString()));
+        const kveval::Agreement a = kveval::CompareTokens(*ref, *toks);
+        greedy[k].equal += a.equal;
+        greedy[k].total += a.total;
+        greedy_docs_equal[k] += a.first_divergence < 0;
+        auto re = gw->Resynced(variants[k].degrade, *ref);
+        if (!re.ok()) Die(absl::StrCat(variants[k].name, ": ", re.status().ToString()));
+        const kveval::Agreement r = kveval::CompareTokens(*ref, *re);
+        resynced[k].equal += r.equal;
+        resynced[k].total += r.total;
+        absl::StrAppend(&line, " ", variants[k].name, ":", a.first_divergence, "/",
+                        r.total - r.equal);
+      }
+      std::fprintf(stderr,
+                   "doc %d greedy %d+%d, per variant first divergence / resynced misses:%s\n",
+                   docs - 1, context, g, line.c_str());
+    }
+    if (!absl::GetFlag(FLAGS_teacher_forced)) continue;
     for (int w = 0; w < absl::GetFlag(FLAGS_windows_per_doc); ++w) {
       const int offset = w * (ctx_tokens + scored);
       int context = ctx_tokens, score = scored;
@@ -243,8 +383,8 @@ int main(int argc, char** argv) {
         break;
       }
       std::vector<int32_t> win(ids->begin() + offset, ids->begin() + offset + context + score);
-      win[0] = (*tok)->bos_id();
-      auto window = kveval::Window::Prepare(**model, win, context, chunk_tokens, fp);
+      win[0] = tok->bos_id();
+      auto window = kveval::Window::Prepare(*model, win, context, chunk_tokens, fp);
       if (!window.ok()) Die(window.status().ToString());
       for (Variant& v : variants) {
         auto s = window->Evaluate(v.degrade);
@@ -256,6 +396,26 @@ int main(int argc, char** argv) {
       if (absl::GetFlag(FLAGS_bench) && w == 0) bench_windows.push_back(*std::move(window));
     }
   }
+  if (absl::GetFlag(FLAGS_greedy_tokens) > 0) {
+    std::printf(
+        "greedy agreement with the exact-KV run, %d docs x %d tokens: free-running (positions "
+        "equal), docs identical, resynced (the KV path's choice given the exact run's prefix)\n",
+        docs, absl::GetFlag(FLAGS_greedy_tokens));
+    for (size_t k = 0; k < variants.size(); ++k) {
+      if (!variants[k].degrade) continue;
+      auto frac = [](const kveval::Agreement& a) {
+        return a.total ? static_cast<double>(a.equal) / static_cast<double>(a.total) : 0.0;
+      };
+      std::printf(
+          "  %-16s free %5lld/%-5lld = %.4f  identical %2d/%-2d  resynced %5lld/%-5lld = %.4f\n",
+          variants[k].name.c_str(), static_cast<long long>(greedy[k].equal),
+          static_cast<long long>(greedy[k].total), frac(greedy[k]), greedy_docs_equal[k], docs,
+          static_cast<long long>(resynced[k].equal), static_cast<long long>(resynced[k].total),
+          frac(resynced[k]));
+    }
+    std::printf("\n");
+  }
+  if (!absl::GetFlag(FLAGS_teacher_forced)) return 0;
   const kveval::Score& full = variants[0].score;
   std::printf(
       "%d docs, %lld windows, %lld scored tokens; full KV: mean window PPL %.3f, pooled "
