@@ -365,7 +365,7 @@ absl::StatusOr<CompressResult> PromptCompressor::Compress(std::span<const std::s
         if (probs[k] > thr || (thr == 1.0 && probs[k] == 1.0)) {
           if (!(o.drop_consecutive && force.IsForceToken(words[k].stored) && last_kept != nullptr &&
                 *last_kept == words[k].stored)) {
-            keep += words[k].text;
+            AppendKeptWord(words[k], keep);
             last_kept = &words[k].stored;
             label = 1;
           }
