@@ -1,5 +1,6 @@
 // lingua_quality [docs_dir] [context_tokens] [continuation_tokens] [--force=TOKENS]
-//                [--token_to_word=mean|first] [--diagnostics] [--seeds=N] [--dump_probs=FILE]
+//                [--token_to_word=mean|first] [--force_reserve_digit] [--drop_consecutive]
+//                [--diagnostics] [--seeds=N] [--dump_probs=FILE]
 // Does LLMLingua-2 compression keep what the LM needs? (issue #5)
 //
 // For each *.txt document in docs_dir (default tests/data/long_docs) with enough text: the first
@@ -68,6 +69,28 @@ std::vector<double> Surprisals(const Model& model, std::span<const int32_t> ids)
     s[i] = -(static_cast<double>(row[ids[i]] - mx) - std::log(sum));
   }
   return s;
+}
+
+// Of the continuation's bigrams (a, b) that occur in `full`, the fraction that still occur in
+// `context`: how many copy targets (what an LM predicts by induction) a compression keeps.
+double CopyBigramsKept(std::span<const int32_t> full, std::span<const int32_t> context,
+                       std::span<const int32_t> continuation) {
+  auto bigrams = [](std::span<const int32_t> s) {
+    std::vector<uint64_t> b;
+    for (size_t i = 1; i < s.size(); ++i)
+      b.push_back(static_cast<uint64_t>(static_cast<uint32_t>(s[i - 1])) << 32 |
+                  static_cast<uint32_t>(s[i]));
+    std::sort(b.begin(), b.end());
+    return b;
+  };
+  const auto in_full = bigrams(full), in_ctx = bigrams(context), in_cont = bigrams(continuation);
+  size_t n = 0, kept = 0;
+  for (uint64_t b : in_cont) {
+    if (!std::binary_search(in_full.begin(), in_full.end(), b)) continue;
+    ++n;
+    kept += std::binary_search(in_ctx.begin(), in_ctx.end(), b);
+  }
+  return n ? static_cast<double>(kept) / static_cast<double>(n) : 1.0;
 }
 
 // Perplexity of `continuation` after <s> + `context`.
@@ -189,6 +212,10 @@ int main(int argc, char** argv) {
       base.token_to_word = ctx::lingua::TokenToWord::kMean;
     } else if (a.rfind("--dump_probs=", 0) == 0) {
       dump_path = a.substr(13);
+    } else if (a == "--force_reserve_digit") {
+      base.force_reserve_digit = true;
+    } else if (a == "--drop_consecutive") {
+      base.drop_consecutive = true;
     } else if (a == "--diagnostics") {
       diagnostics = true;
     } else if (a.rfind("--seeds=", 0) == 0) {
@@ -233,11 +260,14 @@ int main(int argc, char** argv) {
   const size_t nc = conds.size();
   // [rate][cond]
   std::vector<std::vector<double>> sum_ppl(2, std::vector<double>(nc)), sum_log(sum_ppl),
-      sum_tok(sum_ppl), wins(sum_ppl);
+      sum_tok(sum_ppl), wins(sum_ppl), sum_copy(sum_ppl);
   double full_sum = 0, full_log = 0;
   int n_docs = 0;
-  std::printf("options: force_tokens=[%s] token_to_word=%s, random: %d seeds\n", force_arg.c_str(),
-              base.token_to_word == ctx::lingua::TokenToWord::kFirst ? "first" : "mean", seeds);
+  std::printf(
+      "options: force_tokens=[%s] token_to_word=%s force_reserve_digit=%d drop_consecutive=%d, "
+      "random: %d seeds\n",
+      force_arg.c_str(), base.token_to_word == ctx::lingua::TokenToWord::kFirst ? "first" : "mean",
+      base.force_reserve_digit ? 1 : 0, base.drop_consecutive ? 1 : 0, seeds);
   std::printf("%-36s %7s", "document: ppl (kept tokens)", "full");
   for (double r : rates)
     for (const auto& c : conds)
@@ -274,7 +304,7 @@ int main(int argc, char** argv) {
     for (size_t ri = 0; ri < 2; ++ri) {
       ctx::lingua::CompressOptions o = base;
       o.rate = rates[ri];
-      std::vector<double> ppl(nc, NAN), ntok(nc, 0);
+      std::vector<double> ppl(nc, NAN), ntok(nc, 0), copy(nc, 0);
       auto run = [&](const ctx::lingua::PromptCompressor& p, size_t k) -> bool {
         auto c = p.Compress(std::vector<std::string>{*ctx_text}, o);
         if (!c.ok()) {
@@ -284,18 +314,21 @@ int main(int argc, char** argv) {
         auto kept = (*tok)->Encode(c->compressed_prompt, false);
         if (!kept.ok()) return false;
         ppl[k] = ContinuationPpl(**model, *kept, cont);
+        copy[k] = CopyBigramsKept(all.subspan(0, n_ctx), *kept, cont);
         ntok[k] = static_cast<double>(kept->size());
         return true;
       };
       if (!run(pc, 0)) return 1;
-      double rsum = 0, rtok = 0;
+      double rsum = 0, rtok = 0, rcopy = 0;
       for (int s = 0; s < seeds; ++s) {
         const auto kept = RandomDrop(**tok, *ctx_text, static_cast<size_t>(ntok[0]),
                                      1234 + 1000 * static_cast<uint64_t>(s) + n_docs);
         rsum += ContinuationPpl(**model, kept, cont);
         rtok += static_cast<double>(kept.size());
+        rcopy += CopyBigramsKept(all.subspan(0, n_ctx), kept, cont) / seeds;
       }
       ppl[1] = rsum / seeds;
+      copy[1] = rcopy;
       ntok[1] = rtok / seeds;
       if (diagnostics) {
         UniformScorer uni(77 + static_cast<uint64_t>(n_docs));
@@ -306,6 +339,7 @@ int main(int argc, char** argv) {
         sum_ppl[ri][k] += ppl[k];
         sum_log[ri][k] += std::log(ppl[k]);
         sum_tok[ri][k] += ntok[k];
+        sum_copy[ri][k] += copy[k];
         wins[ri][k] += k != 1 && ppl[k] < ppl[1];
         std::printf(" %8.2f (%4.0f)", ppl[k], ntok[k]);
       }
@@ -321,20 +355,19 @@ int main(int argc, char** argv) {
   std::printf("\n%d documents, context %zu tokens, continuation %zu tokens\n", n_docs, n_ctx,
               n_cont);
   for (size_t ri = 0; ri < 2; ++ri) {
+    std::printf("\nrate %.2f\n", rates[ri]);
     std::printf(
-        "\nrate %.2f\n| condition | mean PPL | geo-mean PPL | mean kept tokens | docs beating "
-        "random |\n"
-        "| --- | ---: | ---: | ---: | ---: |\n",
-        rates[ri]);
-    std::printf("| full | %.2f | %.2f | %zu | |\n", full_sum / n_docs, std::exp(full_log / n_docs),
-                n_ctx);
+        "| condition | mean PPL | geo-mean PPL | mean kept tokens | docs beating random |"
+        " copy bigrams kept |\n| --- | ---: | ---: | ---: | ---: | ---: |\n");
+    std::printf("| full | %.2f | %.2f | %zu | | 100%% |\n", full_sum / n_docs,
+                std::exp(full_log / n_docs), n_ctx);
     for (size_t k = 0; k < nc; ++k) {
-      std::printf(
-          "| %s | %.2f | %.2f | %.0f | %s |\n", conds[k].c_str(), sum_ppl[ri][k] / n_docs,
-          std::exp(sum_log[ri][k] / n_docs), sum_tok[ri][k] / n_docs,
+      const std::string won =
           k == 1 ? ""
-                 : (std::to_string(static_cast<int>(wins[ri][k])) + "/" + std::to_string(n_docs))
-                       .c_str());
+                 : std::to_string(static_cast<int>(wins[ri][k])) + "/" + std::to_string(n_docs);
+      std::printf("| %s | %.2f | %.2f | %.0f | %s | %.0f%% |\n", conds[k].c_str(),
+                  sum_ppl[ri][k] / n_docs, std::exp(sum_log[ri][k] / n_docs),
+                  sum_tok[ri][k] / n_docs, won.c_str(), 100.0 * sum_copy[ri][k] / n_docs);
     }
   }
   return 0;
