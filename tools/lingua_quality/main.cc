@@ -246,8 +246,13 @@ int main(int argc, char** argv) {
   ctx::lingua::PromptCompressor oracle_pc(lingua->tokenizer.get(), &teacher, counter->get());
 
   std::vector<std::string> files;
-  for (const auto& e : std::filesystem::directory_iterator(docs)) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(docs, ec)) {
     if (e.path().extension() == ".txt") files.push_back(e.path());  // not index.json
+  }
+  if (ec) {
+    std::fprintf(stderr, "cannot read %s: %s\n", docs.c_str(), ec.message().c_str());
+    return 1;
   }
   std::sort(files.begin(), files.end());
 
