@@ -175,6 +175,12 @@ size_t PromptCompressor::WordTokenCount(const MergedWord& w) const {
   if (config_.word_count == WordCountMode::kStoredWordString) return counter_->Count(w.stored);
   absl::string_view t = w.text;
   while (!t.empty() && t.front() == ' ') t.remove_prefix(1);
+  if (!t.empty() && (t.front() == '\n' || t.front() == '\t' || t.front() == '\r')) {
+    // A newline/tab word (its own word since the whitespace-piece rule) costs what it costs
+    // after a word; counted alone, a sentencepiece counter adds its dummy "▁" (2 for "\n").
+    const size_t with = counter_->Count(absl::StrCat("a", t)), alone = counter_->Count("a");
+    return with > alone ? with - alone : 0;
+  }
   return counter_->Count(t);
 }
 

@@ -172,6 +172,37 @@ TEST_CASE("compress: dropped newlines leave a space, kept ones none", "[lingua][
   CHECK(r.compressed_prompt == "The world\n\nThis");
 }
 
+// CharCounter plus one dummy-prefix token per call, like sentencepiece's "▁": "\n" = 2 alone.
+class PrefixCounter : public TokenCounter {
+ public:
+  size_t Count(absl::string_view text) const override {
+    return text.empty() ? 0 : 1 + CharCounter().Count(text);
+  }
+};
+
+TEST_CASE("threshold: a newline word weighs what it costs after a word, not alone",
+          "[lingua][rules]") {
+  // "The world\n\nThis is", PrefixCounter weights: The 4, world 6, This 5, is 3, each "\n"
+  // Count("a\n") - Count("a") = 3 - 2 = 1 (alone it would be 2).
+  // p: The .9, world .8, \n .5, This .6, is .2; rate 0.7 -> q = 31.
+  // Fixed, 20 values: .2 x3 | .5 x2 | .6 x5 | .8 x6 | .9 x4; h = 0.31 * 19 = 5.89 ->
+  //   v[5] = v[6] = .6 -> T = 0.6 -> "This" (.6) dropped (strict >): "The world".
+  // "\n" weighted 2, 22 values: .2 x3 | .5 x4 | .6 x5 ...; h = 0.31 * 21 = 6.51 -> v[6] = .5,
+  //   v[7] = .6, g = .51 -> T = .6 - .49 * .1 = 0.551 -> "This" kept: "The world This".
+  FakeScorer scorer({{kU + "The", 0.9f},
+                     {kU + "world", 0.8f},
+                     {"<0x0A>", 0.5f},
+                     {"This", 0.6f},
+                     {kU + "is", 0.2f}});
+  PrefixCounter counter;
+  PromptCompressor pc(&Tok(), &scorer, &counter);
+  CompressOptions o;
+  o.rate = 0.7;
+  auto r = pc.Compress(std::vector<std::string>{"The world\n\nThis is"}, o);
+  REQUIRE(r.ok());
+  CHECK(r->compressed_prompt == "The world");
+}
+
 TEST_CASE("merge: force tokens and [NEWi] get p = 1, restored in the word", "[lingua][rules]") {
   PromptCompressor pc(&Tok(), nullptr, nullptr);
   std::vector<std::string> ft{"\n", ".", "world"};
