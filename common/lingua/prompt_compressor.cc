@@ -175,6 +175,12 @@ size_t PromptCompressor::WordTokenCount(const MergedWord& w) const {
   if (config_.word_count == WordCountMode::kStoredWordString) return counter_->Count(w.stored);
   absl::string_view t = w.text;
   while (!t.empty() && t.front() == ' ') t.remove_prefix(1);
+  if (!t.empty() && (t.front() == '\n' || t.front() == '\t' || t.front() == '\r')) {
+    // A newline/tab word (its own word since the whitespace-piece rule) costs what it costs
+    // after a word; counted alone, a sentencepiece counter adds its dummy "▁" (2 for "\n").
+    const size_t with = counter_->Count(absl::StrCat("a", t)), alone = counter_->Count("a");
+    return with > alone ? with - alone : 0;
+  }
   return counter_->Count(t);
 }
 
@@ -365,7 +371,7 @@ absl::StatusOr<CompressResult> PromptCompressor::Compress(std::span<const std::s
         if (probs[k] > thr || (thr == 1.0 && probs[k] == 1.0)) {
           if (!(o.drop_consecutive && force.IsForceToken(words[k].stored) && last_kept != nullptr &&
                 *last_kept == words[k].stored)) {
-            keep += words[k].text;
+            AppendKeptWord(words[k], keep);
             last_kept = &words[k].stored;
             label = 1;
           }

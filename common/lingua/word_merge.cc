@@ -88,11 +88,28 @@ std::string ForceTokens::SubstituteAll(std::string text) const {
   return text;
 }
 
+bool IsWhitespaceBytePiece(absl::string_view piece) {
+  return piece.size() == 6 && piece.substr(0, 4) == "<0x0" && piece[5] == '>' &&
+         (piece[4] == '9' || (piece[4] >= 'A' && piece[4] <= 'D'));
+}
+
+void AppendKeptWord(const MergedWord& w, std::string& out) {
+  if (w.after_whitespace_piece && !out.empty()) {
+    const char last = out.back();
+    if (last != ' ' && last != '\n' && last != '\t' && last != '\r' && last != '\v' &&
+        last != '\f') {
+      out.push_back(' ');
+    }
+  }
+  out += w.text;
+}
+
 std::vector<MergedWord> MergeTokensToWords(std::span<const std::string> pieces,
                                            std::span<const float> probs, const ForceTokens& force,
                                            bool force_reserve_digit, const XlmrTokenizer& tok) {
   std::vector<MergedWord> words;
   double first_prob_no_force = 0.0;
+  bool prev_whitespace = false;  // the previous (non-special) piece was a whitespace byte
   const size_t n = std::min(pieces.size(), probs.size());
   for (size_t i = 0; i < n; ++i) {
     const std::string& piece = pieces[i];
@@ -100,9 +117,12 @@ std::vector<MergedWord> MergeTokensToWords(std::span<const std::string> pieces,
     if (XlmrTokenizer::IsSpecialPiece(piece)) continue;
     // Python `token in string.punctuation` is a *substring* test: "(", but also "()" or "{|}".
     const bool punct = !piece.empty() && kAsciiPunctuation.find(piece) != absl::string_view::npos;
+    const bool whitespace = IsWhitespaceBytePiece(piece);
     const bool new_word = punct || force.IsForceToken(piece) || force.IsSubstitute(piece) ||
-                          absl::StartsWith(piece, kMetaspace) ||
+                          absl::StartsWith(piece, kMetaspace) || whitespace || prev_whitespace ||
                           words.empty();  // reference raises IndexError here; we start a word
+    const bool follows_whitespace = prev_whitespace;
+    prev_whitespace = whitespace;
     const absl::string_view pure = StripLeadingMetaspace(piece);
     const std::string piece_text = tok.PieceText(piece);
     const bool digit = force_reserve_digit && ContainsDecimalDigit(piece_text);
@@ -117,6 +137,8 @@ std::vector<MergedWord> MergeTokensToWords(std::span<const std::string> pieces,
         w.stored = piece;
         w.text = piece_text;
       }
+      w.after_whitespace_piece =
+          follows_whitespace && !whitespace && !w.text.empty() && w.text[0] != ' ';
       w.probs.push_back(digit ? 1.0 : p);
       w.probs_no_force.push_back(first_prob_no_force);
       words.push_back(std::move(w));

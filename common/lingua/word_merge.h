@@ -7,6 +7,11 @@
 //  * a new word whose pure form (leading "▁"s stripped) is a force token or [NEWi] gets p = 1;
 //  * force_reserve_digit: a piece containing a Unicode decimal digit gets p = 1;
 //  * the "no force" list repeats the word's first-piece probability for continuation pieces.
+// One deliberate extension for tokenizers that keep whitespace as byte pieces (ours: "\n" is
+// "<0x0A>"; real XLM-R normalises it to "▁"): a whitespace byte piece is a word of its own and
+// the piece after it starts a new word (it follows whitespace, as a "▁" piece does). Without
+// this, ".<0x0A><0x0A>This" is one "word" whose mean mixes three pieces and whose dropping
+// glues "world" to the next line's first word.
 #pragma once
 
 #include <map>
@@ -45,7 +50,17 @@ struct MergedWord {
   std::string text;
   std::vector<double> probs;           // per piece, after forcing
   std::vector<double> probs_no_force;  // reference quirk: first piece's p for every piece
+  // The word follows a whitespace byte piece and its text has no leading space: when that
+  // whitespace is dropped, the output needs a " " before the word (see AppendKeptWord).
+  bool after_whitespace_piece = false;
 };
+
+// Appends a kept word to `out`: its text, preceded by " " when the word followed a (now
+// dropped) whitespace piece and `out` does not already end in whitespace.
+void AppendKeptWord(const MergedWord& w, std::string& out);
+
+// True for a byte-fallback piece "<0x09>".."<0x0D>" (tab, newline, vt, ff, cr).
+bool IsWhitespaceBytePiece(absl::string_view piece);
 
 std::vector<MergedWord> MergeTokensToWords(std::span<const std::string> pieces,
                                            std::span<const float> probs, const ForceTokens& force,

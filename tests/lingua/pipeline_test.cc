@@ -116,6 +116,93 @@ TEST_CASE("merge: specials skipped, mean vs first, no-force quirk", "[lingua][ru
   CHECK(w2[1].stored == "()(ax");
 }
 
+TEST_CASE("merge: a newline byte piece is its own word and ends the word before it",
+          "[lingua][rules]") {
+  // Our tokenizer keeps "\n" as <0x0A> and the next line's first piece has no "▁". Before the
+  // fix "▁world <0x0A> <0x0A> This" was ONE word, mean (0.8 + 0.1 + 0.1 + 0.6) / 4 = 0.4.
+  ForceTokens none;
+  std::vector<std::string> pieces{"<s>",     kU + "world", "<0x0A>", "<0x0A>", "This",
+                                  kU + "is", "<0x09>",     "x",      "</s>"};
+  std::vector<float> probs{0.5f, 0.8f, 0.1f, 0.1f, 0.6f, 0.4f, 0.2f, 0.3f, 0.5f};
+  auto w = MergeTokensToWords(pieces, probs, none, false, Tok());
+  REQUIRE(w.size() == 7);
+  CHECK(w[0].stored == kU + "world");
+  CHECK(w[1].stored == "<0x0A>");
+  CHECK(w[1].text == "\n");
+  CHECK(w[2].text == "\n");
+  CHECK(w[3].stored == "This");
+  CHECK(w[3].probs == std::vector<double>{static_cast<double>(0.6f)});
+  CHECK(w[3].after_whitespace_piece);
+  CHECK_FALSE(w[4].after_whitespace_piece);  // "▁is" brings its own space
+  CHECK(w[5].text == "\t");
+  CHECK(w[6].stored == "x");
+  CHECK(w[6].after_whitespace_piece);
+  // A kept word after a dropped newline gets a separating space; after a kept one it does not.
+  std::string out = " world";
+  AppendKeptWord(w[3], out);
+  CHECK(out == " world This");
+  out = " world\n";
+  AppendKeptWord(w[3], out);
+  CHECK(out == " world\nThis");
+  CHECK(IsWhitespaceBytePiece("<0x0D>"));
+  CHECK_FALSE(IsWhitespaceBytePiece("<0x20>"));  // a space is "▁" in sentencepiece
+  CHECK_FALSE(IsWhitespaceBytePiece("<0x0E>"));
+}
+
+TEST_CASE("compress: dropped newlines leave a space, kept ones none", "[lingua][rules]") {
+  // "The world\n\nThis is" -> ▁The ▁world <0x0A> <0x0A> This ▁is (all single pieces).
+  // Counts (CharCounter): The 3, world 5, \n 1, \n 1, This 4, is 2 -> 16 weighted values.
+  CompressOptions o;
+  o.rate = 0.8;  // q = 20: h = 0.2 * 15 = 3
+  // sorted: .1 .1 | .4 .4 | .6 x4 | .8 x5 | .9 x3 -> T = v[3] = 0.4; keep p > 0.4
+  auto r = Run({{kU + "The", 0.9f},
+                {kU + "world", 0.8f},
+                {"<0x0A>", 0.1f},
+                {"This", 0.6f},
+                {kU + "is", 0.4f}},
+               {"The world\n\nThis is"}, o);
+  CHECK(r.compressed_prompt == "The world This");  // before the fix: "The"
+  o.rate = 0.9;  // q = 10: h = 1.5, sorted .4 .4 .7 ... -> T = .7 - .5 * .3 = 0.55
+  r = Run({{kU + "The", 0.9f},
+           {kU + "world", 0.8f},
+           {"<0x0A>", 0.95f},
+           {"This", 0.7f},
+           {kU + "is", 0.4f}},
+          {"The world\n\nThis is"}, o);
+  CHECK(r.compressed_prompt == "The world\n\nThis");
+}
+
+// CharCounter plus one dummy-prefix token per call, like sentencepiece's "▁": "\n" = 2 alone.
+class PrefixCounter : public TokenCounter {
+ public:
+  size_t Count(absl::string_view text) const override {
+    return text.empty() ? 0 : 1 + CharCounter().Count(text);
+  }
+};
+
+TEST_CASE("threshold: a newline word weighs what it costs after a word, not alone",
+          "[lingua][rules]") {
+  // "The world\n\nThis is", PrefixCounter weights: The 4, world 6, This 5, is 3, each "\n"
+  // Count("a\n") - Count("a") = 3 - 2 = 1 (alone it would be 2).
+  // p: The .9, world .8, \n .5, This .6, is .2; rate 0.7 -> q = 31.
+  // Fixed, 20 values: .2 x3 | .5 x2 | .6 x5 | .8 x6 | .9 x4; h = 0.31 * 19 = 5.89 ->
+  //   v[5] = v[6] = .6 -> T = 0.6 -> "This" (.6) dropped (strict >): "The world".
+  // "\n" weighted 2, 22 values: .2 x3 | .5 x4 | .6 x5 ...; h = 0.31 * 21 = 6.51 -> v[6] = .5,
+  //   v[7] = .6, g = .51 -> T = .6 - .49 * .1 = 0.551 -> "This" kept: "The world This".
+  FakeScorer scorer({{kU + "The", 0.9f},
+                     {kU + "world", 0.8f},
+                     {"<0x0A>", 0.5f},
+                     {"This", 0.6f},
+                     {kU + "is", 0.2f}});
+  PrefixCounter counter;
+  PromptCompressor pc(&Tok(), &scorer, &counter);
+  CompressOptions o;
+  o.rate = 0.7;
+  auto r = pc.Compress(std::vector<std::string>{"The world\n\nThis is"}, o);
+  REQUIRE(r.ok());
+  CHECK(r->compressed_prompt == "The world");
+}
+
 TEST_CASE("merge: force tokens and [NEWi] get p = 1, restored in the word", "[lingua][rules]") {
   PromptCompressor pc(&Tok(), nullptr, nullptr);
   std::vector<std::string> ft{"\n", ".", "world"};
