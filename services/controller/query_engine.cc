@@ -543,6 +543,9 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
   preq.text_bandwidth_bps = options_.text_bandwidth_bps;
   preq.slo_s = request.slo_ttft_seconds();
   preq.max_quality_loss = request.max_quality_loss();
+  if (request.objective() == pb::OBJECTIVE_FASTEST_WITHIN_FLOOR) {
+    preq.objective = policy::Objective::kFastestWithinFloor;
+  }
   std::string forced_note;
   switch (request.force_form()) {
     case pb::FORM_TEXT:
@@ -573,6 +576,7 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
   absl::StatusOr<policy::Plan> plan = policy::ChoosePlan(model, costs, preq);
   if (!plan.ok()) return Error(grpc::StatusCode::INVALID_ARGUMENT, plan.status().message());
   const policy::OptionEstimate& chosen = plan->chosen;
+  const double planned_at_s = SecondsSince(t0);  // chosen.ttft_s counts from here
 
   // 4. The plan event.
   pb::QueryEvent ev;
@@ -678,7 +682,15 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
     // A forced level is not re-planned: the caller asked for exactly that level.
     src->set_adapt(adapt && !(request.force_form() == pb::FORM_KV && request.force_level() >= 0));
     pb::AdaptationParams* ap = src->mutable_adaptation();
-    if (preq.slo_s > 0) ap->set_slo_ttft_seconds(std::max(preq.slo_s - SecondsSince(t0), 1e-3));
+    // The receiver's budget: the query's SLO, or with FASTEST_WITHIN_FLOOR the chosen
+    // option's predicted TTFT (keep its pace; upgrade quality only where that still fits).
+    double receiver_slo = preq.slo_s;
+    if (preq.objective == policy::Objective::kFastestWithinFloor) {
+      receiver_slo = planned_at_s + chosen.ttft_s;
+    }
+    if (receiver_slo > 0) {
+      ap->set_slo_ttft_seconds(std::max(receiver_slo - SecondsSince(t0), 1e-3));
+    }
     ap->set_max_quality_loss(preq.max_quality_loss);
     ap->set_bandwidth_estimate_bytes_per_second(preq.bandwidth_bps);
     for (double l : costs.level_loss) ap->add_level_quality_loss(l);
