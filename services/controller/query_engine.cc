@@ -179,8 +179,11 @@ grpc::Status QueryEngine::ModelInfoFor(InferenceSet::Lease& lease, Clock::time_p
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = model_info_.find(lease.index());
-    if (it != model_info_.end() &&
-        SteadyClock::now() - it->second.fetched < std::chrono::seconds(30)) {
+    // With several replicas the info is refreshed every second: its active_requests feeds
+    // the least-loaded choice (ReplicaSet::ReportLoad). One replica: every 30 s.
+    const auto ttl = backends_.inference->size() > 1 ? std::chrono::seconds(1)
+                                                     : std::chrono::seconds(30);
+    if (it != model_info_.end() && SteadyClock::now() - it->second.fetched < ttl) {
       *info = it->second.info;
       return grpc::Status::OK;
     }
@@ -189,6 +192,7 @@ grpc::Status QueryEngine::ModelInfoFor(InferenceSet::Lease& lease, Clock::time_p
   SetDeadline(&ctx, deadline, options_.metadata_timeout_s);
   grpc::Status s = lease.stub()->GetModelInfo(&ctx, pb::GetModelInfoRequest(), info);
   if (!s.ok()) return Wrap(s, absl::StrCat("inference ", lease.endpoint(), " GetModelInfo"));
+  backends_.inference->ReportLoad(lease.index(), static_cast<int>(info->active_requests()));
   // Speeds are measured in the background at start-up: only cache once they are there.
   if (info->prefill_speed_size() > 0) {
     std::lock_guard<std::mutex> lock(mu_);

@@ -501,6 +501,42 @@ TEST_CASE("least-loaded replica choice") {
   CHECK(!set.Acquire({0, 1, 2}));
 }
 
+TEST_CASE("least-loaded choice counts the load a replica reports (ModelInfo.active_requests)") {
+  std::vector<InferenceSet::Replica> r(2);
+  InferenceSet set(std::move(r));
+  set.ReportLoad(0, 4);  // busy with other controllers' requests
+  for (int i = 0; i < 3; ++i) CHECK(set.Acquire().index() == 1);  // leases released at once
+  CHECK(set.load(0) == 4);
+  {
+    InferenceSet::Lease a = set.Acquire(), b = set.Acquire(), c = set.Acquire(),
+                        d = set.Acquire();
+    CHECK(a.index() == 1);
+    CHECK(set.load(1) >= 4);  // four of ours on 1 by now: ties rotate
+  }
+  set.set_report_ttl(std::chrono::milliseconds(0));  // a stale report is ignored
+  std::set<size_t> picked;
+  for (int i = 0; i < 2; ++i) picked.insert(set.Acquire().index());
+  CHECK(picked.size() == 2);
+}
+
+TEST_CASE("the engine steers queries away from a replica that reports itself busy") {
+  Harness h(2);
+  h.inference_set->set_report_ttl(std::chrono::seconds(60));  // robust to a slow machine
+  h.inference[0]->active_requests = 5;
+  h.inference[1]->active_requests = 0;
+  const std::string id = h.Register(100);  // the first pick: replica 0, which reports 5
+  // Sequential queries (no local in-flight): once both replicas' info has been read, every
+  // query lands on replica 1.
+  for (int i = 0; i < 2; ++i) CheckShape(h.Query(Ask(id, 0)));
+  const int before = h.inference[1]->generate_calls;
+  for (int i = 0; i < 4; ++i) {
+    Harness::Outcome o = h.Query(Ask(id, 0));
+    CheckShape(o);
+    CHECK(o.result().inference_endpoint() == h.inference_servers[1]->address());
+  }
+  CHECK(h.inference[1]->generate_calls == before + 4);
+}
+
 TEST_CASE("every outbound call's deadline is no later than the query's") {
   Harness h;
   const std::string id = h.Register(2047);

@@ -5,6 +5,7 @@
 //                                 registers FILE's text; prints the context id and progress
 //   ctxctl --controller=ADDR query --context_id=ID --question=Q [--slo=0.5]
 //          [--form=kv|text|ctext] [--level=N] [--max_tokens=N] [--quality_floor=X]
+//          [--objective=quality|fastest]
 //                                 prints the plan, streams the answer, prints the timings
 //   ctxctl --controller=ADDR list | delete ID
 #include <chrono>
@@ -38,6 +39,9 @@ ABSL_FLAG(int32_t, level, -1, "query: with --form=kv, force this KV level (-1 = 
 ABSL_FLAG(uint32_t, max_tokens, 64, "query: tokens to generate.");
 ABSL_FLAG(double, quality_floor, 0.0, "query: max quality loss (0 = none).");
 ABSL_FLAG(double, temperature, 0.0, "query: 0 = greedy.");
+ABSL_FLAG(std::string, objective, "",
+          "query: quality (best quality within the SLO, the default) | fastest (fastest within "
+          "the quality floor)");
 ABSL_FLAG(bool, adapt, false, "query: ask for per-chunk re-planning (server default otherwise).");
 
 namespace {
@@ -154,6 +158,14 @@ int Query() {
   req.set_temperature(static_cast<float>(absl::GetFlag(FLAGS_temperature)));
   req.set_adapt_per_chunk(absl::GetFlag(FLAGS_adapt));
   req.set_force_level(absl::GetFlag(FLAGS_level));
+  if (const std::string o = absl::GetFlag(FLAGS_objective); o == "fastest") {
+    req.set_objective(pb::OBJECTIVE_FASTEST_WITHIN_FLOOR);
+  } else if (o == "quality") {
+    req.set_objective(pb::OBJECTIVE_BEST_QUALITY_WITHIN_SLO);
+  } else if (!o.empty()) {
+    std::fprintf(stderr, "ctxctl: --objective must be quality or fastest\n");
+    return 2;
+  }
   const std::string form = absl::GetFlag(FLAGS_form);
   if (form == "kv") {
     req.set_force_form(pb::FORM_KV);
