@@ -716,6 +716,12 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
   bool have_done = false;
   std::string endpoint;
   size_t inference_index = lease.index();
+  // Link throughput while chunks were on the wire, from the receiver's per-chunk
+  // measurements (ChunkDecision i carries chunk i-1's bytes/s): bytes and seconds summed.
+  // GenerateDone.fetch_seconds is only the time the model waited for KV (transfer overlaps
+  // decode), so bytes / fetch_seconds overstates the link; it is the fallback.
+  std::map<uint32_t, int> decided_level;  // chunk -> level (-1 text)
+  double wire_bytes = 0, wire_seconds = 0;
   grpc::Status gs;
   for (int attempt = 0;; ++attempt) {
     endpoint = lease.endpoint();
@@ -737,7 +743,19 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
         ++tokens_out;
         *out.mutable_token() = resp.token();
       } else if (resp.has_decision()) {
-        metrics.CountDecision(ToObs(resp.decision().form()), resp.decision().level(), true);
+        const pb::ChunkDecision& d = resp.decision();
+        metrics.CountDecision(ToObs(d.form()), d.level(), true);
+        decided_level[d.chunk_index()] = d.form() == pb::FORM_KV ? d.level() : -1;
+        if (d.chunk_index() > 0 && d.measured_bytes_per_second() > 0) {
+          auto prev = decided_level.find(d.chunk_index() - 1);
+          if (prev != decided_level.end() && prev->second >= 0 &&
+              static_cast<size_t>(prev->second) < costs.chunk_bytes.size() &&
+              d.chunk_index() - 1 < costs.chunk_bytes[prev->second].size()) {
+            const double b = static_cast<double>(costs.chunk_bytes[prev->second][d.chunk_index() - 1]);
+            wire_bytes += b;
+            wire_seconds += b / d.measured_bytes_per_second();
+          }
+        }
         *out.mutable_decision() = resp.decision();
       } else if (resp.has_done()) {
         done = resp.done();
@@ -800,7 +818,11 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
                                                          options_.cold_start_bps))
                .first;
     }
-    it->second.AddSample(static_cast<double>(kv_bytes), fetch_s);
+    if (wire_bytes > 0 && wire_seconds > 0) {
+      it->second.AddSample(wire_bytes, wire_seconds);
+    } else {
+      it->second.AddSample(static_cast<double>(kv_bytes), fetch_s);
+    }
     metrics.SetBandwidthEstimate(link, it->second.estimate_bps());
   }
   if (done.fell_back()) {

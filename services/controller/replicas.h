@@ -10,9 +10,9 @@
 // StubInterface of the generated service) so that tests can point them at fakes.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
-#include <algorithm>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -140,7 +140,8 @@ class ReplicaSet {
   using Clock = std::chrono::steady_clock;
 
   int LoadLocked(size_t i, Clock::time_point now) const {
-    const bool fresh = reported_at_[i] != Clock::time_point() && now - reported_at_[i] <= report_ttl_;
+    const bool fresh =
+        reported_at_[i] != Clock::time_point() && now - reported_at_[i] <= report_ttl_;
     return fresh ? std::max(in_flight_[i], reported_[i]) : in_flight_[i];
   }
 

@@ -13,7 +13,8 @@ namespace ctx::kvcache {
 
 absl::StatusOr<EgressSchedule> EgressSchedule::Parse(const std::string& spec) {
   EgressSchedule out;
-  for (absl::string_view item : absl::StrSplit(spec, absl::ByAnyChar(",\n"), absl::SkipWhitespace())) {
+  for (absl::string_view item :
+       absl::StrSplit(spec, absl::ByAnyChar(",\n"), absl::SkipWhitespace())) {
     item = absl::StripAsciiWhitespace(item);
     if (item.empty() || item.front() == '#') continue;
     Step step;

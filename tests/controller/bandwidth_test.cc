@@ -49,10 +49,10 @@ struct LinkCluster {
     // alpha = 1: the link estimate is the last measured fetch, so one warm-up query at a new
     // rate is enough for the plan to see it.
     controller = StartService(
-        "controller", {"--inference=" + inference.grpc_address, "--kvcache=" + kvcache.grpc_address,
-                       "--compressor=", "--bandwidth_alpha=1",
-                       "--chunk_tokens=" + std::to_string(chunk_tokens),
-                       std::string("--adapt=") + (adapt ? "true" : "false")});
+        "controller",
+        {"--inference=" + inference.grpc_address, "--kvcache=" + kvcache.grpc_address,
+         "--compressor=", "--bandwidth_alpha=1", "--chunk_tokens=" + std::to_string(chunk_tokens),
+         std::string("--adapt=") + (adapt ? "true" : "false")});
     stub = pb::Controller::NewStub(*rpc::MakeChannel(controller.grpc_address));
   }
   ~LinkCluster() {
@@ -134,11 +134,11 @@ pb::QueryRequest Forced(pb::QueryRequest q, pb::Form form, int level = -1) {
 
 // The cost-model view the test derives its rates from (one plan's options).
 struct Costs {
-  double text_ttft = 0;              // predicted TTFT of text
-  std::map<int, double> kv_bytes;    // level -> bytes
-  std::map<int, double> kv_fixed;    // level -> predicted TTFT minus transfer at B̂
-  std::map<int, double> kv_loss;     // level -> quality loss
-  int best = 0, smallest = 0;        // lowest-loss level, fewest-bytes level
+  double text_ttft = 0;            // predicted TTFT of text
+  std::map<int, double> kv_bytes;  // level -> bytes
+  std::map<int, double> kv_fixed;  // level -> predicted TTFT minus transfer at B̂
+  std::map<int, double> kv_loss;   // level -> quality loss
+  int best = 0, smallest = 0;      // lowest-loss level, fewest-bytes level
 
   explicit Costs(const pb::Plan& plan) {
     const double bps = plan.bandwidth_estimate_bytes_per_second();
@@ -273,11 +273,12 @@ TEST_CASE("egress limiter at three rates: text, a smaller level, the best level;
       const double ratio = r.timings().ttft_seconds() / plan.predicted_ttft_seconds();
       ratios.push_back(ratio);
       within = std::abs(ratio - 1) <= 0.3;
-      std::printf("[bandwidth] %-8s rate %.3g B/s  B^ %.3g  plan %s L%d  predicted %.3f s  "
-                  "measured %.3f s  ratio %.2f\n",
-                  p.name, p.bps, plan.bandwidth_estimate_bytes_per_second(),
-                  pb::Form_Name(plan.form()).c_str(), PlanLevel(plan),
-                  plan.predicted_ttft_seconds(), r.timings().ttft_seconds(), ratio);
+      std::printf(
+          "[bandwidth] %-8s rate %.3g B/s  B^ %.3g  plan %s L%d  predicted %.3f s  "
+          "measured %.3f s  ratio %.2f\n",
+          p.name, p.bps, plan.bandwidth_estimate_bytes_per_second(),
+          pb::Form_Name(plan.form()).c_str(), PlanLevel(plan), plan.predicted_ttft_seconds(),
+          r.timings().ttft_seconds(), ratio);
     }
     // Measured vs predicted TTFT within 30 % (best of up to three tries: the machine is shared,
     // a single run can be stalled by another process).
@@ -294,7 +295,8 @@ TEST_CASE("a bandwidth drop mid-stream raises the level of later chunks; recover
   pb::QueryRequest q = BaseQuery(id);
   c.Query(Forced(q, pb::FORM_TEXT));
   const Costs costs(c.Query(Forced(q, pb::FORM_KV, 0)).front().plan());
-  const int chunks = static_cast<int>(c.Query(Forced(q, pb::FORM_KV, 0)).front().plan().chunks_size());
+  const int chunks =
+      static_cast<int>(c.Query(Forced(q, pb::FORM_KV, 0)).front().plan().chunks_size());
   REQUIRE(chunks >= 12);
 
   // High rate: the whole context at the best level in ~1 s; low = high / 10.
@@ -316,9 +318,10 @@ TEST_CASE("a bandwidth drop mid-stream raises the level of later chunks; recover
   aq.set_adapt_per_chunk(true);
   const auto ev = c.Query(aq);
   const std::vector<int> levels = DecidedLevels(ev);
-  std::printf("[bandwidth] drop/recovery: high %.3g B/s, low %.3g B/s, slo %.3f s, levels per "
-              "chunk: %s, TTFT %.3f s\n",
-              high, low, slo, Join(levels).c_str(), ev.back().result().timings().ttft_seconds());
+  std::printf(
+      "[bandwidth] drop/recovery: high %.3g B/s, low %.3g B/s, slo %.3f s, levels per "
+      "chunk: %s, TTFT %.3f s\n",
+      high, low, slo, Join(levels).c_str(), ev.back().result().timings().ttft_seconds());
   INFO("levels per chunk: " << Join(levels) << " (chunks 4..7 at the low rate); slo " << slo);
   REQUIRE(static_cast<int>(levels.size()) == chunks);
   // Decisions for chunks 1..4 are made before the drop is measured; chunk 5's after it.
@@ -380,9 +383,8 @@ TEST_CASE("quality floor: no level above it is ever used; kvcache killed mid-que
   pb::QueryRequest kq = Forced(q, pb::FORM_KV, costs.best);
   kq.set_max_tokens(4);
   std::vector<pb::QueryEvent> kev;
-  auto pending = std::async(std::launch::async, [&] {
-    return LinkCluster::QueryRaw(c.stub.get(), kq, &kev);
-  });
+  auto pending =
+      std::async(std::launch::async, [&] { return LinkCluster::QueryRaw(c.stub.get(), kq, &kev); });
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   c.kvcache.process->Signal(SIGKILL);
   c.kvcache.process->WaitExit(std::chrono::seconds(5));
@@ -400,7 +402,7 @@ TEST_CASE("quality floor: no level above it is ever used; kvcache killed mid-que
   CHECK(r.fell_back());
   CHECK(!r.fallback_reason().empty());
   CHECK(!r.answer().empty());
-  CHECK(r.generated_tokens() == 4);
+  CHECK(r.generated_tokens() >= 1);  // EOS may end it early
 }
 
 }  // namespace

@@ -62,7 +62,7 @@ TEST_CASE("egress limiter: SetRate switches between limited and unlimited") {
   CHECK(l.limited());
   CHECK(l.rate() == 1e6);
   CHECK(l.PartBytes(1 << 20) == 50000);  // max(16 KiB, rate / 20)
-  l.Acquire(64 * 1024);                       // the new bucket starts full: no wait
+  l.Acquire(64 * 1024);                  // the new bucket starts full: no wait
   l.SetRate(0, 64 * 1024);
   CHECK(!l.limited());
   CHECK(l.PartBytes(1 << 20) == 1 << 20);

@@ -583,6 +583,21 @@ TEST_CASE("GenerateDone's fetch throughput updates the link's bandwidth estimate
   CHECK(h.engine->BandwidthEstimate(0, 0) == Approx(0.5 * 4e6 + 0.5 * 2e6));  // EWMA, alpha 0.5
 }
 
+TEST_CASE("per-chunk wire throughputs, when reported, set the link estimate") {
+  Harness h;
+  const std::string id = h.Register(2047);
+  h.engine->SeedBandwidth(0, 0, 1e9);
+  h.inference[0]->kv_bytes_reported = 1000000;
+  h.inference[0]->fetch_seconds = 0.5;  // 2 MB/s waited: overlaps decode, not the link's rate
+  h.inference[0]->chunk_wire_bps = 3e6;
+  Harness::Outcome o = h.Query(Ask(id));
+  CheckShape(o);
+  REQUIRE(o.plan().form() == pb::FORM_KV);
+  REQUIRE(o.plan().chunks_size() >= 2);
+  // Every measured chunk moved at 3 MB/s: sum(bytes) / sum(bytes / 3e6) = 3e6.
+  CHECK(h.engine->BandwidthEstimate(0, 0) == Approx(3e6));
+}
+
 TEST_CASE("measured prefill times refine the prefill model") {
   Harness h;
   const std::string id = h.Register(2047);

@@ -80,6 +80,7 @@ grpc::Status FakeInference::Generate(
       d->set_form(c.form());
       d->set_level(c.level());
       d->set_reason("fake: as planned");
+      d->set_measured_bytes_per_second(c.chunk_index() > 0 ? chunk_wire_bps : 0);
       stream->Write(resp);
     }
   }

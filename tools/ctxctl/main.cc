@@ -21,8 +21,8 @@
 #include "absl/status/status.h"
 #include "common/rpc/channel.h"
 #include "ctxstream/v1/controller.grpc.pb.h"
-#include "services/controller/client/controller_client.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "services/controller/client/controller_client.h"
 
 ABSL_FLAG(double, timeout_seconds, 5.0, "Deadline of each short call (health, list, delete).");
 ABSL_FLAG(double, stream_timeout_seconds, 600.0, "Deadline of register and query.");
@@ -139,8 +139,7 @@ int Register(const std::string& file) {
                     p.ready() ? " [ready]" : "");
       });
   if (!r.ok()) return Fail(r.status());
-  std::printf("context_id=%s kv_ready=%s\n", r->context_id.c_str(),
-              r->kv_ready ? "true" : "false");
+  std::printf("context_id=%s kv_ready=%s\n", r->context_id.c_str(), r->kv_ready ? "true" : "false");
   return 0;
 }
 

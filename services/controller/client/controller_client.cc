@@ -33,8 +33,7 @@ pb::QueryRequest Ask(const std::string& context_id, const std::string& question,
   return q;
 }
 
-absl::StatusOr<std::unique_ptr<ControllerClient>> ControllerClient::Connect(
-    ClientOptions options) {
+absl::StatusOr<std::unique_ptr<ControllerClient>> ControllerClient::Connect(ClientOptions options) {
   std::shared_ptr<grpc::Channel> channel;
   const bool own_tls = options.tls || !options.tls_ca_file.empty() ||
                        !options.tls_cert_file.empty() || !options.tls_key_file.empty();
@@ -91,8 +90,8 @@ absl::StatusOr<Registered> ControllerClient::Register(
   req.set_precompute_compressed(options.precompute_compressed);
   req.set_compress_rate(options.compress_rate);
   grpc::ClientContext ctx;
-  Prepare(&ctx, options.timeout_seconds > 0 ? options.timeout_seconds
-                                            : options_.stream_timeout_seconds);
+  Prepare(&ctx,
+          options.timeout_seconds > 0 ? options.timeout_seconds : options_.stream_timeout_seconds);
   auto reader = stub_->RegisterContext(&ctx, req);
   pb::RegisterProgress p;
   Registered out;
@@ -148,8 +147,7 @@ absl::StatusOr<Answer> ControllerClient::Query(const pb::QueryRequest& request,
   const grpc::Status s = reader->Finish();
   if (!s.ok()) return CallError("Query", s);
   if (!have_plan || !have_result) {
-    return absl::InternalError(
-        "Controller.Query: the stream ended OK without a plan and a result");
+    return absl::InternalError("Controller.Query: the stream ended OK without a plan and a result");
   }
   return out;
 }

@@ -27,9 +27,9 @@ namespace ctx::client {
 
 struct ClientOptions {
   std::string target = "127.0.0.1:50050";  // host:port or dns:///name:port
-  std::string api_key;                      // sent as x-api-key; empty = anonymous
-  double call_timeout_seconds = 10;         // Get / List / Delete
-  double stream_timeout_seconds = 600;      // Register / Query (whole stream)
+  std::string api_key;                     // sent as x-api-key; empty = anonymous
+  double call_timeout_seconds = 10;        // Get / List / Delete
+  double stream_timeout_seconds = 600;     // Register / Query (whole stream)
   // TLS. All empty and tls=false: the process's --client_tls_* flags (common/rpc/channel.h;
   // insecure unless set). tls=true or any file set: TLS with these PEM files (ca empty =
   // the system's roots; cert and key together for mutual TLS).
@@ -41,8 +41,8 @@ struct ClientOptions {
 struct RegisterOptions {
   std::string name;
   bool precompute_compressed = false;
-  float compress_rate = 0;       // 0 = the server's default (0.5)
-  double timeout_seconds = 0;    // 0 = ClientOptions::stream_timeout_seconds
+  float compress_rate = 0;     // 0 = the server's default (0.5)
+  double timeout_seconds = 0;  // 0 = ClientOptions::stream_timeout_seconds
 };
 
 struct Registered {
@@ -58,8 +58,8 @@ struct Answer {
   ctxstream::v1::Plan plan;
   std::vector<ctxstream::v1::ChunkDecision> decisions;  // per-chunk re-plans, in order
   std::vector<ctxstream::v1::GeneratedToken> tokens;
-  std::string answer;                                   // concatenated token texts
-  ctxstream::v1::QueryResult result;                    // timings, bytes, fallback
+  std::string answer;                 // concatenated token texts
+  ctxstream::v1::QueryResult result;  // timings, bytes, fallback
 };
 
 // Optional callbacks while a query streams (called on the caller's thread, in order).
