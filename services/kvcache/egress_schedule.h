@@ -10,6 +10,8 @@
 // rate. RATE 0 = unlimited. Example: "4e6,2e5@3c,4e6@6c" sends chunks 0-2 at 4 MB/s, 3-5 at
 // 200 kB/s, 6.. at 4 MB/s. The rate is applied when a chunk starts to go out (parts already
 // paced keep their rate), so a chunk-indexed schedule gives every chunk exactly one rate.
+// A scheduled rate's token bucket holds 20 ms of traffic (at least 16 KiB) instead of the
+// flag's max(64 KiB, 50 ms), so a slow scheduled link is slow from its first byte.
 //
 // The file is read when a Fetch stream opens (its first request), so a test or benchmark
 // can change the link between queries without restarting kvcache; an empty or missing file

@@ -237,7 +237,9 @@ class FetchReactor final : public grpc::ServerBidiReactor<pb::FetchRequest, pb::
     if (!schedule_.empty()) {
       const double rate = schedule_.RateAt(req.chunk_index(), SecondsSince(start_),
                                            service_->options().egress_bytes_per_second);
-      limiter_.SetRate(rate, std::max(64.0 * 1024, rate / 20));
+      // A small bucket (20 ms of traffic, >= 16 KiB): a scheduled rate is the link's rate from
+      // the first byte, not after a free 64 KiB burst (1 s of a 64 kB/s link).
+      limiter_.SetRate(rate, std::max(16.0 * 1024, rate / 50));
     }
     const size_t part_bytes = limiter_.PartBytes(rpc::kMaxKvPartBytes);
     std::vector<pb::KvChunkPart> parts =

@@ -222,14 +222,23 @@ TEST_CASE("egress limiter at three rates: text, a smaller level, the best level;
                << " s); smallest level " << costs.smallest << " ("
                << costs.kv_bytes.at(costs.smallest) << " B)");
   REQUIRE(costs.best != costs.smallest);
-  // An SLO text misses; the best level makes it at 1.5x its break-even rate, the smallest at
-  // the geometric mean of the two break-even rates, and neither comes near text at the low
-  // rate (smallest level predicted at 2x text's TTFT).
-  const double slo = 0.6 * costs.text_ttft;
-  REQUIRE(costs.kv_fixed.at(costs.best) < 0.5 * slo);
-  const double r_best = costs.RateFor(costs.best, slo);
-  const double r_small = costs.RateFor(costs.smallest, slo);
-  REQUIRE(r_small < r_best);
+  // An SLO text misses. A KV option at rate r takes about F + bytes / r, where F (the
+  // question's prefill, the last chunk's decode, overheads) is at most `fixed` measured on
+  // the unlimited link (there decode and transfer overlap least). So at rate r:
+  //   best level surely within the SLO  if r >= bytes_best / (slo - fixed)   (high: 1.5x that)
+  //   best level surely misses it       if r <  bytes_best / slo
+  //   smallest level surely within it   if r >= bytes_small / (slo - fixed)
+  // medium: the geometric mean of the last two; very low: the smallest level predicted at
+  // twice text's TTFT.
+  const double slo = 0.8 * costs.text_ttft;
+  const double fixed = costs.kv_fixed.at(costs.best);
+  REQUIRE(fixed < 0.5 * slo);
+  const double r_best = costs.kv_bytes.at(costs.best) / (slo - fixed);
+  const double r_best_misses = costs.kv_bytes.at(costs.best) / slo;
+  const double r_small = costs.kv_bytes.at(costs.smallest) / (slo - fixed);
+  INFO("rates: best fits from " << r_best << ", misses below " << r_best_misses
+                                << ", smallest fits from " << r_small);
+  REQUIRE(r_small < r_best_misses);  // there is a rate where only smaller levels fit
   struct Point {
     const char* name;
     double bps;
@@ -237,7 +246,7 @@ TEST_CASE("egress limiter at three rates: text, a smaller level, the best level;
   };
   const Point points[] = {
       {"high", 1.5 * r_best, costs.best},
-      {"medium", std::sqrt(r_small * r_best), costs.best},
+      {"medium", std::sqrt(r_small * r_best_misses), costs.best},
       {"very low", costs.kv_bytes.at(costs.smallest) / (2 * costs.text_ttft), costs.smallest},
   };
   for (const Point& p : points) {

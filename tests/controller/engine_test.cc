@@ -508,8 +508,7 @@ TEST_CASE("least-loaded choice counts the load a replica reports (ModelInfo.acti
   for (int i = 0; i < 3; ++i) CHECK(set.Acquire().index() == 1);  // leases released at once
   CHECK(set.load(0) == 4);
   {
-    InferenceSet::Lease a = set.Acquire(), b = set.Acquire(), c = set.Acquire(),
-                        d = set.Acquire();
+    InferenceSet::Lease a = set.Acquire(), b = set.Acquire(), c = set.Acquire(), d = set.Acquire();
     CHECK(a.index() == 1);
     CHECK(set.load(1) >= 4);  // four of ours on 1 by now: ties rotate
   }

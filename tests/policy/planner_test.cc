@@ -125,12 +125,16 @@ TEST_CASE("Planner: FASTEST_WITHIN_FLOOR takes the fastest option the floor allo
   auto quality = ChoosePlan(m, MakeContext(), req);
   REQUIRE(quality.ok());
   CHECK(quality->chosen.form == Form::kText);
-  // Low bandwidth: text is fastest.
+  // Low bandwidth: (compressed) text is fastest; with a floor below its loss, text.
   req.objective = Objective::kFastestWithinFloor;
   req.bandwidth_bps = 100e3;
   auto slow = ChoosePlan(m, MakeContext(), req);
   REQUIRE(slow.ok());
-  CHECK(slow->chosen.form == Form::kText);
+  CHECK(slow->chosen.form == Form::kCompressedText);  // 1024 precomputed tokens
+  req.max_quality_loss = 0.01;                        // compressed text loses 0.03
+  auto slow_floor = ChoosePlan(m, MakeContext(), req);
+  REQUIRE(slow_floor.ok());
+  CHECK(slow_floor->chosen.form == Form::kText);
   // The floor still rules: only levels within it.
   req.bandwidth_bps = 1e9;
   req.max_quality_loss = 0.005;  // levels 0, 1
