@@ -27,9 +27,10 @@ class ContextQA:
 
     def __init__(self, address, api_key="", timeout_s=600.0):
         import grpc
-        from ctxstream.v1 import controller_pb2, controller_pb2_grpc
+        from ctxstream.v1 import common_pb2, controller_pb2, controller_pb2_grpc
 
         self.pb = controller_pb2
+        self.common = common_pb2
         self.grpc = grpc
         self.channel = grpc.insecure_channel(address)
         self.stub = controller_pb2_grpc.ControllerStub(self.channel)
@@ -122,7 +123,7 @@ def main():
         print()
         wall = time.monotonic() - t0
         plan, result = out["plan"], out["result"]
-        form = qa.pb.Form.Name(plan.form)
+        form = qa.common.Form.Name(plan.form)
         levels = [c.level for c in plan.chunks]
         print(f"plan: {form} levels={levels} predicted_ttft={plan.predicted_ttft_seconds:.3f}s "
               f"reason: {plan.reason}")

@@ -181,8 +181,8 @@ grpc::Status QueryEngine::ModelInfoFor(InferenceSet::Lease& lease, Clock::time_p
     auto it = model_info_.find(lease.index());
     // With several replicas the info is refreshed every second: its active_requests feeds
     // the least-loaded choice (ReplicaSet::ReportLoad). One replica: every 30 s.
-    const auto ttl = backends_.inference->size() > 1 ? std::chrono::seconds(1)
-                                                     : std::chrono::seconds(30);
+    const auto ttl =
+        backends_.inference->size() > 1 ? std::chrono::seconds(1) : std::chrono::seconds(30);
     if (it != model_info_.end() && SteadyClock::now() - it->second.fetched < ttl) {
       *info = it->second.info;
       return grpc::Status::OK;
@@ -199,6 +199,12 @@ grpc::Status QueryEngine::ModelInfoFor(InferenceSet::Lease& lease, Clock::time_p
     model_info_[lease.index()] = {*info, SteadyClock::now()};
   }
   return s;
+}
+
+double QueryEngine::DecodeSpeed(size_t inference_index) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = decode_bps_.find(inference_index);
+  return it != decode_bps_.end() ? it->second : options_.decode_bytes_per_second;
 }
 
 grpc::Status QueryEngine::Tokenize(InferenceSet::Lease& lease, const std::string& text,
@@ -537,7 +543,7 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
     if (info.decode_seconds_per_token() > 0) {
       model.decode.seconds_per_token = info.decode_seconds_per_token();
     }
-    model.decode.bytes_per_second = {options_.decode_bytes_per_second};
+    model.decode.bytes_per_second = {DecodeSpeed(lease.index())};
   }
   const size_t kv_index = kv ? kv.index() : 0;
   policy::BandwidthEstimator estimator = LinkEstimator(kv_index, lease.index());
@@ -701,7 +707,7 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
     ap->set_prefill_a(model.prefill.coefficients().a);
     ap->set_prefill_b(model.prefill.coefficients().b);
     ap->set_prefill_c(model.prefill.coefficients().c);
-    ap->set_decode_bytes_per_second(options_.decode_bytes_per_second);
+    ap->set_decode_bytes_per_second(model.decode.bytes_per_second.front());
     src->set_fetch_deadline_seconds(std::max(SecondsLeft(deadline), 1e-3));
   } else {
     add_text_segment(pb::FORM_TEXT, rec.tokens);
@@ -751,7 +757,8 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
           if (prev != decided_level.end() && prev->second >= 0 &&
               static_cast<size_t>(prev->second) < costs.chunk_bytes.size() &&
               d.chunk_index() - 1 < costs.chunk_bytes[prev->second].size()) {
-            const double b = static_cast<double>(costs.chunk_bytes[prev->second][d.chunk_index() - 1]);
+            const double b =
+                static_cast<double>(costs.chunk_bytes[prev->second][d.chunk_index() - 1]);
             wire_bytes += b;
             wire_seconds += b / d.measured_bytes_per_second();
           }
@@ -824,6 +831,14 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
       it->second.AddSample(static_cast<double>(kv_bytes), fetch_s);
     }
     metrics.SetBandwidthEstimate(link, it->second.estimate_bps());
+  }
+  // KV decode throughput of this replica, measured (GenerateDone.decode_seconds covers the
+  // entropy decode, dequantisation and cache load of every KV chunk): EWMA, alpha 0.5.
+  if (kv_bytes > 0 && done.timings().decode_seconds() > 0) {
+    const double bps = static_cast<double>(kv_bytes) / done.timings().decode_seconds();
+    std::lock_guard<std::mutex> lock(mu_);
+    auto [it, inserted] = decode_bps_.emplace(inference_index, bps);
+    if (!inserted) it->second = 0.5 * bps + 0.5 * it->second;
   }
   if (done.fell_back()) {
     fell_back = true;

@@ -49,8 +49,9 @@ struct EngineOptions {
   // rate 0.5 by tools/lingua_quality (docs/bench-pytorch.md); the compressor does not report
   // one per request. See README.
   double compress_loss = 0.225;
-  double decode_bytes_per_second = 200e6;  // KV entropy decode throughput (AdaptationParams)
-  bool retry_inference = true;             // retry an UNAVAILABLE inference replica once elsewhere
+  // KV decode throughput before a replica's is measured (GenerateDone.decode_seconds).
+  double decode_bytes_per_second = 200e6;
+  bool retry_inference = true;  // retry an UNAVAILABLE inference replica once elsewhere
 };
 
 struct Backends {
@@ -102,6 +103,8 @@ class QueryEngine {
   grpc::Status CodecInfoFor(KvCacheSet::Lease& lease, Clock::time_point deadline,
                             ctxstream::v1::CodecInfo* info);
   std::string LinkKey(size_t kv, size_t inf) const;
+  // KV decode bytes/s of an inference replica: measured (EWMA) or the option's default.
+  double DecodeSpeed(size_t inference_index) const;
   policy::BandwidthEstimator LinkEstimator(size_t kv, size_t inf) const;
 
   Backends backends_;
@@ -120,6 +123,7 @@ class QueryEngine {
   // newest kMaxPrefillSamples, fitted together with ModelInfo.prefill_speed.
   static constexpr size_t kMaxPrefillSamples = 32;
   std::map<size_t, std::deque<policy::PrefillSample>> prefill_samples_;
+  std::map<size_t, double> decode_bps_;  // measured KV decode throughput by replica
 };
 
 }  // namespace ctx::controller
