@@ -27,6 +27,7 @@ class QueryReactor : public grpc::ClientReadReactor<pb::QueryEvent> {
     request_.set_max_quality_loss(tmpl.max_quality_loss);
     request_.set_force_form(tmpl.force_form);
     request_.set_force_level(tmpl.force_level);
+    request_.set_objective(tmpl.objective);
     request_.set_seed(spec.index + 1);
     if (!tmpl.api_key.empty()) context_.AddMetadata("x-api-key", tmpl.api_key);
     context_.set_deadline(

@@ -21,6 +21,7 @@ struct QueryTemplate {
   double max_quality_loss = 0;  // 0 = no floor
   ctxstream::v1::Form force_form = ctxstream::v1::FORM_UNSPECIFIED;
   int force_level = -1;
+  ctxstream::v1::Objective objective = ctxstream::v1::OBJECTIVE_UNSPECIFIED;
   double deadline_seconds = 120;  // per query
   std::string api_key;            // sent as x-api-key when not empty
 };

@@ -42,6 +42,8 @@ ABSL_FLAG(double, slo, 0, "TTFT SLO in seconds sent with each query (0: none)");
 ABSL_FLAG(double, quality_floor, 0, "max_quality_loss sent with each query (0: none)");
 ABSL_FLAG(std::string, force_form, "auto", "auto | text | ctext | kv");
 ABSL_FLAG(int, force_level, -1, "with --force_form=kv: the KV level (-1: controller chooses)");
+ABSL_FLAG(std::string, objective, "quality",
+          "quality (best quality within the SLO) | fastest (fastest within the quality floor)");
 ABSL_FLAG(double, deadline_seconds, 120, "deadline of each query");
 ABSL_FLAG(std::string, records, "", "write one JSON record per query to this file");
 ABSL_FLAG(std::string, summary, "", "write the JSON summary to this file");
@@ -86,6 +88,11 @@ int main(int argc, char** argv) {
   tmpl.force_level = absl::GetFlag(FLAGS_force_level);
   tmpl.deadline_seconds = absl::GetFlag(FLAGS_deadline_seconds);
   tmpl.api_key = absl::GetFlag(FLAGS_api_key);
+  if (const std::string o = absl::GetFlag(FLAGS_objective); o == "fastest") {
+    tmpl.objective = pb::OBJECTIVE_FASTEST_WITHIN_FLOOR;
+  } else if (o != "quality") {
+    return Fail("--objective must be quality or fastest, not '" + o + "'");
+  }
   const std::string form = absl::GetFlag(FLAGS_force_form);
   if (form == "text") {
     tmpl.force_form = pb::FORM_TEXT;
@@ -193,6 +200,7 @@ int main(int argc, char** argv) {
   j["max_in_flight"] = run.max_in_flight;
   j["force_form"] = form;
   j["force_level"] = tmpl.force_level;
+  j["objective"] = absl::GetFlag(FLAGS_objective);
   if (const std::string path = absl::GetFlag(FLAGS_summary); !path.empty()) {
     std::ofstream out(path, std::ios::trunc);
     out << j.dump(2) << "\n";

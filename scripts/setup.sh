@@ -23,6 +23,8 @@ PACKAGES=(
   openssl
   # scripts/perf.sh: plots (PNG + SVG); iproute2 for the namespace/tbf bandwidth emulation
   gnuplot-nox iproute2
+  # examples/python (the application backend example and its test)
+  python3-grpcio python3-protobuf
 )
 if [[ "${1:-}" == "--fuzz" ]]; then
   # libFuzzer + ASan/UBSan runtimes for tests/fuzz (scripts/fuzz.sh)

@@ -138,9 +138,13 @@ absl::StatusOr<Plan> ChoosePlan(const CostModel& model, const ContextCosts& ctx,
           std::abs(o.rate - request.force_rate) > 1e-6) {
         continue;
       }
-      // Within the form: prefer options meeting floor, then SLO, then lower loss, then faster.
-      auto key = [](const OptionEstimate& e) {
-        return std::tuple(!e.meets_floor, !e.meets_slo, e.meets_slo ? e.loss : 0.0, e.ttft_s);
+      // Within the form: prefer options meeting floor, then SLO, then lower loss, then faster
+      // (kFastestWithinFloor: meeting the floor, then faster, then lower loss).
+      const bool fastest_first = request.objective == Objective::kFastestWithinFloor;
+      auto key = [fastest_first](const OptionEstimate& e) {
+        return fastest_first ? std::tuple(!e.meets_floor, false, e.ttft_s, e.loss)
+                             : std::tuple(!e.meets_floor, !e.meets_slo,
+                                          e.meets_slo ? e.loss : 0.0, e.ttft_s);
       };
       if (best_in_form == nullptr || key(o) < key(*best_in_form)) best_in_form = &o;
     }
@@ -172,7 +176,18 @@ absl::StatusOr<Plan> ChoosePlan(const CostModel& model, const ContextCosts& ctx,
       }
       if (fastest == nullptr || o.ttft_s < fastest->ttft_s) fastest = &o;
     }
-    if (best_quality != nullptr) {
+    if (request.objective == Objective::kFastestWithinFloor && fastest != nullptr) {
+      for (const OptionEstimate& o : opts) {  // ties on time: the better quality
+        if (o.meets_floor && o.ttft_s == fastest->ttft_s && o.loss < fastest->loss) fastest = &o;
+      }
+      chosen = fastest;
+      plan.reason = absl::StrFormat(
+          "fastest within the quality floor: %s, loss %.4f, predicted TTFT %.3f s",
+          Describe(*chosen), chosen->loss, chosen->ttft_s);
+      if (!chosen->meets_slo) {
+        absl::StrAppendFormat(&plan.reason, " (misses SLO %.3f s)", request.slo_s);
+      }
+    } else if (best_quality != nullptr) {
       chosen = best_quality;
       plan.reason =
           request.slo_s > 0

@@ -7,8 +7,10 @@
 //                      m = tokens after compression
 //   KV at level k      O + Pipeline(x_i = S(i,k)/B̂, d_i = D(k, S(i,k))) + P(n, n + q)
 //                      (PipelineSeconds in cost_model.h: transfer and decode overlap)
-// Choice: among options whose loss <= the quality floor, the best quality (lowest loss;
-// ties -> faster) whose TTFT <= SLO; if none meets the SLO, the fastest. An option whose
+// Choice (objective kBestQualityWithinSlo, the default): among options whose loss <= the
+// quality floor, the best quality (lowest loss; ties -> faster) whose TTFT <= SLO; if none
+// meets the SLO, the fastest. Objective kFastestWithinFloor: the fastest option whose loss
+// <= the floor (ties -> lower loss), whatever the SLO; the SLO is then only reported. An option whose
 // loss exceeds the floor is never chosen; text (loss 0) always qualifies. A forced form
 // (and level/rate) is honoured as asked; the reason then says if it breaks the SLO or floor.
 #ifndef CTX_COMMON_POLICY_PLANNER_H_
@@ -25,6 +27,8 @@
 namespace ctx::policy {
 
 enum class Form { kText, kCompressedText, kKv };
+// What the choice optimises (QueryRequest.objective).
+enum class Objective { kBestQualityWithinSlo, kFastestWithinFloor };
 const char* FormName(Form form);
 
 struct PlanRequest {
@@ -36,6 +40,7 @@ struct PlanRequest {
   std::optional<Form> force_form;
   int force_level = -1;   // with kKv: this level; -1 = choose
   double force_rate = 0;  // with kCompressedText: this rate; <= 0 = choose
+  Objective objective = Objective::kBestQualityWithinSlo;
 };
 
 struct OptionEstimate {

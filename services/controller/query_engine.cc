@@ -179,8 +179,11 @@ grpc::Status QueryEngine::ModelInfoFor(InferenceSet::Lease& lease, Clock::time_p
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = model_info_.find(lease.index());
-    if (it != model_info_.end() &&
-        SteadyClock::now() - it->second.fetched < std::chrono::seconds(30)) {
+    // With several replicas the info is refreshed every second: its active_requests feeds
+    // the least-loaded choice (ReplicaSet::ReportLoad). One replica: every 30 s.
+    const auto ttl =
+        backends_.inference->size() > 1 ? std::chrono::seconds(1) : std::chrono::seconds(30);
+    if (it != model_info_.end() && SteadyClock::now() - it->second.fetched < ttl) {
       *info = it->second.info;
       return grpc::Status::OK;
     }
@@ -189,12 +192,19 @@ grpc::Status QueryEngine::ModelInfoFor(InferenceSet::Lease& lease, Clock::time_p
   SetDeadline(&ctx, deadline, options_.metadata_timeout_s);
   grpc::Status s = lease.stub()->GetModelInfo(&ctx, pb::GetModelInfoRequest(), info);
   if (!s.ok()) return Wrap(s, absl::StrCat("inference ", lease.endpoint(), " GetModelInfo"));
+  backends_.inference->ReportLoad(lease.index(), static_cast<int>(info->active_requests()));
   // Speeds are measured in the background at start-up: only cache once they are there.
   if (info->prefill_speed_size() > 0) {
     std::lock_guard<std::mutex> lock(mu_);
     model_info_[lease.index()] = {*info, SteadyClock::now()};
   }
   return s;
+}
+
+double QueryEngine::DecodeSpeed(size_t inference_index) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = decode_bps_.find(inference_index);
+  return it != decode_bps_.end() ? it->second : options_.decode_bytes_per_second;
 }
 
 grpc::Status QueryEngine::Tokenize(InferenceSet::Lease& lease, const std::string& text,
@@ -533,7 +543,7 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
     if (info.decode_seconds_per_token() > 0) {
       model.decode.seconds_per_token = info.decode_seconds_per_token();
     }
-    model.decode.bytes_per_second = {options_.decode_bytes_per_second};
+    model.decode.bytes_per_second = {DecodeSpeed(lease.index())};
   }
   const size_t kv_index = kv ? kv.index() : 0;
   policy::BandwidthEstimator estimator = LinkEstimator(kv_index, lease.index());
@@ -543,6 +553,9 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
   preq.text_bandwidth_bps = options_.text_bandwidth_bps;
   preq.slo_s = request.slo_ttft_seconds();
   preq.max_quality_loss = request.max_quality_loss();
+  if (request.objective() == pb::OBJECTIVE_FASTEST_WITHIN_FLOOR) {
+    preq.objective = policy::Objective::kFastestWithinFloor;
+  }
   std::string forced_note;
   switch (request.force_form()) {
     case pb::FORM_TEXT:
@@ -573,6 +586,7 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
   absl::StatusOr<policy::Plan> plan = policy::ChoosePlan(model, costs, preq);
   if (!plan.ok()) return Error(grpc::StatusCode::INVALID_ARGUMENT, plan.status().message());
   const policy::OptionEstimate& chosen = plan->chosen;
+  const double planned_at_s = SecondsSince(t0);  // chosen.ttft_s counts from here
 
   // 4. The plan event.
   pb::QueryEvent ev;
@@ -678,14 +692,22 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
     // A forced level is not re-planned: the caller asked for exactly that level.
     src->set_adapt(adapt && !(request.force_form() == pb::FORM_KV && request.force_level() >= 0));
     pb::AdaptationParams* ap = src->mutable_adaptation();
-    if (preq.slo_s > 0) ap->set_slo_ttft_seconds(std::max(preq.slo_s - SecondsSince(t0), 1e-3));
+    // The receiver's budget: the query's SLO, or with FASTEST_WITHIN_FLOOR the chosen
+    // option's predicted TTFT (keep its pace; upgrade quality only where that still fits).
+    double receiver_slo = preq.slo_s;
+    if (preq.objective == policy::Objective::kFastestWithinFloor) {
+      receiver_slo = planned_at_s + chosen.ttft_s;
+    }
+    if (receiver_slo > 0) {
+      ap->set_slo_ttft_seconds(std::max(receiver_slo - SecondsSince(t0), 1e-3));
+    }
     ap->set_max_quality_loss(preq.max_quality_loss);
     ap->set_bandwidth_estimate_bytes_per_second(preq.bandwidth_bps);
     for (double l : costs.level_loss) ap->add_level_quality_loss(l);
     ap->set_prefill_a(model.prefill.coefficients().a);
     ap->set_prefill_b(model.prefill.coefficients().b);
     ap->set_prefill_c(model.prefill.coefficients().c);
-    ap->set_decode_bytes_per_second(options_.decode_bytes_per_second);
+    ap->set_decode_bytes_per_second(model.decode.bytes_per_second.front());
     src->set_fetch_deadline_seconds(std::max(SecondsLeft(deadline), 1e-3));
   } else {
     add_text_segment(pb::FORM_TEXT, rec.tokens);
@@ -700,6 +722,12 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
   bool have_done = false;
   std::string endpoint;
   size_t inference_index = lease.index();
+  // Link throughput while chunks were on the wire, from the receiver's per-chunk
+  // measurements (ChunkDecision i carries chunk i-1's bytes/s): bytes and seconds summed.
+  // GenerateDone.fetch_seconds is only the time the model waited for KV (transfer overlaps
+  // decode), so bytes / fetch_seconds overstates the link; it is the fallback.
+  std::map<uint32_t, int> decided_level;  // chunk -> level (-1 text)
+  double wire_bytes = 0, wire_seconds = 0;
   grpc::Status gs;
   for (int attempt = 0;; ++attempt) {
     endpoint = lease.endpoint();
@@ -721,7 +749,20 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
         ++tokens_out;
         *out.mutable_token() = resp.token();
       } else if (resp.has_decision()) {
-        metrics.CountDecision(ToObs(resp.decision().form()), resp.decision().level(), true);
+        const pb::ChunkDecision& d = resp.decision();
+        metrics.CountDecision(ToObs(d.form()), d.level(), true);
+        decided_level[d.chunk_index()] = d.form() == pb::FORM_KV ? d.level() : -1;
+        if (d.chunk_index() > 0 && d.measured_bytes_per_second() > 0) {
+          auto prev = decided_level.find(d.chunk_index() - 1);
+          if (prev != decided_level.end() && prev->second >= 0 &&
+              static_cast<size_t>(prev->second) < costs.chunk_bytes.size() &&
+              d.chunk_index() - 1 < costs.chunk_bytes[prev->second].size()) {
+            const double b =
+                static_cast<double>(costs.chunk_bytes[prev->second][d.chunk_index() - 1]);
+            wire_bytes += b;
+            wire_seconds += b / d.measured_bytes_per_second();
+          }
+        }
         *out.mutable_decision() = resp.decision();
       } else if (resp.has_done()) {
         done = resp.done();
@@ -784,8 +825,20 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
                                                          options_.cold_start_bps))
                .first;
     }
-    it->second.AddSample(static_cast<double>(kv_bytes), fetch_s);
+    if (wire_bytes > 0 && wire_seconds > 0) {
+      it->second.AddSample(wire_bytes, wire_seconds);
+    } else {
+      it->second.AddSample(static_cast<double>(kv_bytes), fetch_s);
+    }
     metrics.SetBandwidthEstimate(link, it->second.estimate_bps());
+  }
+  // KV decode throughput of this replica, measured (GenerateDone.decode_seconds covers the
+  // entropy decode, dequantisation and cache load of every KV chunk): EWMA, alpha 0.5.
+  if (kv_bytes > 0 && done.timings().decode_seconds() > 0) {
+    const double bps = static_cast<double>(kv_bytes) / done.timings().decode_seconds();
+    std::lock_guard<std::mutex> lock(mu_);
+    auto [it, inserted] = decode_bps_.emplace(inference_index, bps);
+    if (!inserted) it->second = 0.5 * bps + 0.5 * it->second;
   }
   if (done.fell_back()) {
     fell_back = true;

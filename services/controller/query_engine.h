@@ -45,11 +45,13 @@ struct EngineOptions {
   double cold_start_bps = 12.5e6;     // B̂ of a link before its first measurement (100 Mbit/s)
   double text_bandwidth_bps = 125e6;  // controller -> inference for token ids
   double compress_rate = 0.5;         // LLMLingua-2 rate when compressing on the query path
-  // Quality loss assumed for compressed text (relative perplexity increase) until the
-  // compressor reports a measured one; see README.
-  double compress_loss = 0.05;
-  double decode_bytes_per_second = 200e6;  // KV entropy decode throughput (AdaptationParams)
-  bool retry_inference = true;             // retry an UNAVAILABLE inference replica once elsewhere
+  // Quality loss assumed for compressed text (relative perplexity increase): measured 0.225 at
+  // rate 0.5 by tools/lingua_quality (docs/bench-pytorch.md); the compressor does not report
+  // one per request. See README.
+  double compress_loss = 0.225;
+  // KV decode throughput before a replica's is measured (GenerateDone.decode_seconds).
+  double decode_bytes_per_second = 200e6;
+  bool retry_inference = true;  // retry an UNAVAILABLE inference replica once elsewhere
 };
 
 struct Backends {
@@ -101,6 +103,8 @@ class QueryEngine {
   grpc::Status CodecInfoFor(KvCacheSet::Lease& lease, Clock::time_point deadline,
                             ctxstream::v1::CodecInfo* info);
   std::string LinkKey(size_t kv, size_t inf) const;
+  // KV decode bytes/s of an inference replica: measured (EWMA) or the option's default.
+  double DecodeSpeed(size_t inference_index) const;
   policy::BandwidthEstimator LinkEstimator(size_t kv, size_t inf) const;
 
   Backends backends_;
@@ -119,6 +123,7 @@ class QueryEngine {
   // newest kMaxPrefillSamples, fitted together with ModelInfo.prefill_speed.
   static constexpr size_t kMaxPrefillSamples = 32;
   std::map<size_t, std::deque<policy::PrefillSample>> prefill_samples_;
+  std::map<size_t, double> decode_bps_;  // measured KV decode throughput by replica
 };
 
 }  // namespace ctx::controller

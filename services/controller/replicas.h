@@ -1,11 +1,17 @@
 // ReplicaSet: the endpoints of one backend service (inference, kvcache) with one stub each,
 // and a local count of calls in flight per replica for least-loaded choice.
 //
+// Load = max(calls in flight from this controller, the replica's own count of requests in
+// flight as last reported by it (ModelInfo.active_requests: every client's, so other
+// controllers' load shows) while that report is fresh, default 2 s).
+//
 // Endpoints come from a comma list ("h1:p1,h2:p2"); an entry "dns:///name:port" is one
 // replica whose channel gRPC resolves (and balances) itself. Stubs are injected (the
 // StubInterface of the generated service) so that tests can point them at fakes.
 #pragma once
 
+#include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <limits>
@@ -44,7 +50,10 @@ class ReplicaSet {
   ReplicaSet(const ReplicaSet&) = delete;
   ReplicaSet& operator=(const ReplicaSet&) = delete;
   explicit ReplicaSet(std::vector<Replica> replicas)
-      : replicas_(std::move(replicas)), in_flight_(replicas_.size(), 0) {}
+      : replicas_(std::move(replicas)),
+        in_flight_(replicas_.size(), 0),
+        reported_(replicas_.size(), 0),
+        reported_at_(replicas_.size()) {}
 
   // One channel (common/rpc/channel.h: limits + TLS flags) and stub per endpoint.
   template <class Service>
@@ -89,16 +98,34 @@ class ReplicaSet {
   // idle replicas take turns), skipping `exclude`. An empty Lease when none is left.
   Lease Acquire(const std::set<size_t>& exclude = {}) {
     std::lock_guard<std::mutex> lock(mu_);
+    const Clock::time_point now = Clock::now();
     size_t best = replicas_.size();
     for (size_t k = 0; k < replicas_.size(); ++k) {
       const size_t i = (next_ + k) % replicas_.size();
       if (exclude.count(i) != 0) continue;
-      if (best == replicas_.size() || in_flight_[i] < in_flight_[best]) best = i;
+      if (best == replicas_.size() || LoadLocked(i, now) < LoadLocked(best, now)) best = i;
     }
     if (best == replicas_.size()) return Lease();
     ++in_flight_[best];
     next_ = best + 1;
     return Lease(this, best);
+  }
+
+  // Replica i says it has `active` requests in flight (all clients). Used until `ttl` passes.
+  void ReportLoad(size_t i, int active) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (i >= reported_.size()) return;
+    reported_[i] = active;
+    reported_at_[i] = Clock::now();
+  }
+  void set_report_ttl(std::chrono::milliseconds ttl) {
+    std::lock_guard<std::mutex> lock(mu_);
+    report_ttl_ = ttl;
+  }
+  // The load Acquire compares.
+  int load(size_t i) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return LoadLocked(i, Clock::now());
   }
 
   size_t size() const { return replicas_.size(); }
@@ -110,6 +137,14 @@ class ReplicaSet {
   }
 
  private:
+  using Clock = std::chrono::steady_clock;
+
+  int LoadLocked(size_t i, Clock::time_point now) const {
+    const bool fresh =
+        reported_at_[i] != Clock::time_point() && now - reported_at_[i] <= report_ttl_;
+    return fresh ? std::max(in_flight_[i], reported_[i]) : in_flight_[i];
+  }
+
   void Release(size_t i) {
     std::lock_guard<std::mutex> lock(mu_);
     --in_flight_[i];
@@ -118,6 +153,9 @@ class ReplicaSet {
   std::vector<Replica> replicas_;
   mutable std::mutex mu_;
   std::vector<int> in_flight_;
+  std::vector<int> reported_;  // ModelInfo.active_requests
+  std::vector<Clock::time_point> reported_at_;
+  std::chrono::milliseconds report_ttl_{2000};
   size_t next_ = 0;
 };
 

@@ -21,6 +21,22 @@ class EgressLimiter {
       : rate_(bytes_per_second), burst_(burst_bytes), tokens_(burst_bytes), last_(Clock::now()) {}
 
   bool limited() const { return rate_ > 0; }
+  double rate() const { return rate_; }
+
+  // Changes the rate (EgressSchedule). Tokens accrued so far at the old rate are kept (up to
+  // the new burst); an unlimited limiter that becomes limited starts with a full bucket.
+  void SetRate(double bytes_per_second, double burst_bytes) {
+    if (bytes_per_second == rate_ && burst_bytes == burst_) return;
+    if (limited()) {
+      Refill();
+    } else {
+      tokens_ = burst_bytes;
+    }
+    rate_ = bytes_per_second;
+    burst_ = burst_bytes;
+    tokens_ = std::min(tokens_, burst_);
+    last_ = Clock::now();
+  }
 
   // Blocks until `bytes` tokens are available, then takes them. A message larger than the
   // burst is allowed once the bucket is full and drives it negative (debt is paid by waiting

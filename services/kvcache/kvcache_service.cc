@@ -225,6 +225,7 @@ class FetchReactor final : public grpc::ServerBidiReactor<pb::FetchRequest, pb::
       absl::StatusOr<pb::Manifest> m = service_->core().GetManifest(tenant_, context_id_);
       if (!m.ok()) return m.status();
       manifest_ = *std::move(m);
+      schedule_ = service_->StreamEgressSchedule();
     } else if ((!req.tenant().empty() && req.tenant() != tenant_) ||
                (!req.context_id().empty() && req.context_id() != context_id_)) {
       return absl::InvalidArgumentError(
@@ -233,6 +234,13 @@ class FetchReactor final : public grpc::ServerBidiReactor<pb::FetchRequest, pb::
     }
     absl::StatusOr<ChunkBlob> blob = service_->core().ReadChunk(*manifest_, req);
     if (!blob.ok()) return blob.status();
+    if (!schedule_.empty()) {
+      const double rate = schedule_.RateAt(req.chunk_index(), SecondsSince(start_),
+                                           service_->options().egress_bytes_per_second);
+      // A small bucket (20 ms of traffic, >= 16 KiB): a scheduled rate is the link's rate from
+      // the first byte, not after a free 64 KiB burst (1 s of a 64 kB/s link).
+      limiter_.SetRate(rate, std::max(16.0 * 1024, rate / 50));
+    }
     const size_t part_bytes = limiter_.PartBytes(rpc::kMaxKvPartBytes);
     std::vector<pb::KvChunkPart> parts =
         rpc::SplitKvChunk(blob->ref, blob->encoding, blob->level, blob->bytes, part_bytes);
@@ -259,7 +267,8 @@ class FetchReactor final : public grpc::ServerBidiReactor<pb::FetchRequest, pb::
   }
 
   KvCacheService* service_;
-  EgressLimiter limiter_;  // used by the worker task only
+  EgressLimiter limiter_;    // used by the worker task only
+  EgressSchedule schedule_;  // fixed when the first request arrives
   const Clock::time_point start_;
   pb::FetchRequest request_;    // read target
   pb::FetchResponse response_;  // write source
@@ -282,6 +291,18 @@ class FetchReactor final : public grpc::ServerBidiReactor<pb::FetchRequest, pb::
 };
 
 }  // namespace
+
+EgressSchedule KvCacheService::StreamEgressSchedule() const {
+  if (!options_.egress_schedule_file.empty()) {
+    absl::StatusOr<EgressSchedule> s = EgressSchedule::ReadFile(options_.egress_schedule_file);
+    if (!s.ok()) {
+      spdlog::warn("--egress_schedule_file ignored: {}", s.status().ToString());
+    } else if (!s->empty()) {
+      return *std::move(s);
+    }
+  }
+  return options_.egress_schedule;
+}
 
 KvCacheService::KvCacheService(std::unique_ptr<KvCacheCore> core, ServiceOptions options)
     : core_(std::move(core)),

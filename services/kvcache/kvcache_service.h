@@ -8,12 +8,15 @@
 
 #include "common/rpc/worker_pool.h"
 #include "ctxstream/v1/kvcache.grpc.pb.h"
+#include "services/kvcache/egress_schedule.h"
 #include "services/kvcache/kvcache_core.h"
 
 namespace ctx::kvcache {
 
 struct ServiceOptions {
   double egress_bytes_per_second = 0;  // per Fetch stream; 0 = unlimited
+  EgressSchedule egress_schedule;      // rate changes within a stream (egress_schedule.h)
+  std::string egress_schedule_file;    // re-read when a stream opens; overrides the above
   size_t ingest_threads = 1;
   size_t io_threads = 8;  // concurrent Fetch streams being served (paced sends wait here)
   size_t max_queued = 256;
@@ -40,6 +43,9 @@ class KvCacheService final : public ctxstream::v1::KvCache::CallbackService {
 
   KvCacheCore& core() { return *core_; }
   const ServiceOptions& options() const { return options_; }
+  // The schedule for a stream opening now: --egress_schedule_file's when it holds one, else
+  // --egress_schedule's (a malformed file is logged and ignored).
+  EgressSchedule StreamEgressSchedule() const;
   rpc::WorkerPool& ingest_pool() { return ingest_pool_; }
   rpc::WorkerPool& io_pool() { return io_pool_; }
 

@@ -29,6 +29,12 @@ ABSL_FLAG(std::string, redis, "127.0.0.1:6379", "Redis host:port for --store=red
 ABSL_FLAG(std::string, redis_prefix, "ctx", "key prefix in Redis");
 ABSL_FLAG(double, egress_bytes_per_second, 0,
           "per-Fetch-stream token bucket on bytes sent, to emulate a slow link (0 = unlimited)");
+ABSL_FLAG(std::string, egress_schedule, "",
+          "rate changes within each Fetch stream: RATE[@Nc|@Ts],... (bytes/s from chunk N or "
+          "T seconds on; see services/kvcache/egress_schedule.h)");
+ABSL_FLAG(std::string, egress_schedule_file, "",
+          "file holding an --egress_schedule spec, read whenever a Fetch stream opens (change "
+          "the emulated link without a restart); missing/empty = --egress_schedule");
 ABSL_FLAG(uint32_t, chunk_tokens, 256, "tokens per chunk when IngestRequest.chunk_tokens is 0");
 ABSL_FLAG(uint32_t, encode_threads, 1, "worker threads for ingests (prefill calls + encoding)");
 ABSL_FLAG(uint32_t, fetch_threads, 8, "worker threads serving Fetch streams and store reads");
@@ -109,6 +115,16 @@ int main(int argc, char** argv) {
   }
   ctx::kvcache::ServiceOptions service_options;
   service_options.egress_bytes_per_second = absl::GetFlag(FLAGS_egress_bytes_per_second);
+  absl::StatusOr<ctx::kvcache::EgressSchedule> schedule =
+      ctx::kvcache::EgressSchedule::Parse(absl::GetFlag(FLAGS_egress_schedule));
+  if (!schedule.ok()) return server_main.Fail(schedule.status());
+  service_options.egress_schedule = *std::move(schedule);
+  service_options.egress_schedule_file = absl::GetFlag(FLAGS_egress_schedule_file);
+  if (!service_options.egress_schedule_file.empty()) {
+    absl::StatusOr<ctx::kvcache::EgressSchedule> f =
+        ctx::kvcache::EgressSchedule::ReadFile(service_options.egress_schedule_file);
+    if (!f.ok()) return server_main.Fail(f.status());
+  }
   service_options.ingest_threads = std::max<uint32_t>(1, absl::GetFlag(FLAGS_encode_threads));
   service_options.io_threads = std::max<uint32_t>(1, absl::GetFlag(FLAGS_fetch_threads));
 

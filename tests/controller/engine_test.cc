@@ -501,6 +501,41 @@ TEST_CASE("least-loaded replica choice") {
   CHECK(!set.Acquire({0, 1, 2}));
 }
 
+TEST_CASE("least-loaded choice counts the load a replica reports (ModelInfo.active_requests)") {
+  std::vector<InferenceSet::Replica> r(2);
+  InferenceSet set(std::move(r));
+  set.ReportLoad(0, 4);  // busy with other controllers' requests
+  for (int i = 0; i < 3; ++i) CHECK(set.Acquire().index() == 1);  // leases released at once
+  CHECK(set.load(0) == 4);
+  {
+    InferenceSet::Lease a = set.Acquire(), b = set.Acquire(), c = set.Acquire(), d = set.Acquire();
+    CHECK(a.index() == 1);
+    CHECK(set.load(1) >= 4);  // four of ours on 1 by now: ties rotate
+  }
+  set.set_report_ttl(std::chrono::milliseconds(0));  // a stale report is ignored
+  std::set<size_t> picked;
+  for (int i = 0; i < 2; ++i) picked.insert(set.Acquire().index());
+  CHECK(picked.size() == 2);
+}
+
+TEST_CASE("the engine steers queries away from a replica that reports itself busy") {
+  Harness h(2);
+  h.inference_set->set_report_ttl(std::chrono::seconds(60));  // robust to a slow machine
+  h.inference[0]->active_requests = 5;
+  h.inference[1]->active_requests = 0;
+  const std::string id = h.Register(100);  // the first pick: replica 0, which reports 5
+  // Sequential queries (no local in-flight): once both replicas' info has been read, every
+  // query lands on replica 1.
+  for (int i = 0; i < 2; ++i) CheckShape(h.Query(Ask(id, 0)));
+  const int before = h.inference[1]->generate_calls;
+  for (int i = 0; i < 4; ++i) {
+    Harness::Outcome o = h.Query(Ask(id, 0));
+    CheckShape(o);
+    CHECK(o.result().inference_endpoint() == h.inference_servers[1]->address());
+  }
+  CHECK(h.inference[1]->generate_calls == before + 4);
+}
+
 TEST_CASE("every outbound call's deadline is no later than the query's") {
   Harness h;
   const std::string id = h.Register(2047);
@@ -545,6 +580,21 @@ TEST_CASE("GenerateDone's fetch throughput updates the link's bandwidth estimate
   CheckShape(o3);
   REQUIRE(o3.plan().form() == pb::FORM_KV);
   CHECK(h.engine->BandwidthEstimate(0, 0) == Approx(0.5 * 4e6 + 0.5 * 2e6));  // EWMA, alpha 0.5
+}
+
+TEST_CASE("per-chunk wire throughputs, when reported, set the link estimate") {
+  Harness h;
+  const std::string id = h.Register(2047);
+  h.engine->SeedBandwidth(0, 0, 1e9);
+  h.inference[0]->kv_bytes_reported = 1000000;
+  h.inference[0]->fetch_seconds = 0.5;  // 2 MB/s waited: overlaps decode, not the link's rate
+  h.inference[0]->chunk_wire_bps = 3e6;
+  Harness::Outcome o = h.Query(Ask(id));
+  CheckShape(o);
+  REQUIRE(o.plan().form() == pb::FORM_KV);
+  REQUIRE(o.plan().chunks_size() >= 2);
+  // Every measured chunk moved at 3 MB/s: sum(bytes) / sum(bytes / 3e6) = 3e6.
+  CHECK(h.engine->BandwidthEstimate(0, 0) == Approx(3e6));
 }
 
 TEST_CASE("measured prefill times refine the prefill model") {

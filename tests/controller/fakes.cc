@@ -19,6 +19,7 @@ grpc::Status FakeInference::GetModelInfo(grpc::ServerContext* ctx, const pb::Get
   out->set_name("fake-llama");
   out->set_bos_id(1);
   out->set_max_context_tokens(max_context_tokens);
+  out->set_active_requests(active_requests.load());
   out->set_eos_id(2);
   // The PyTorch reference's speeds (kv-anchors §1): 512 tokens in 0.351 s, 2048 in 2.357 s.
   auto* a = out->add_prefill_speed();
@@ -79,6 +80,7 @@ grpc::Status FakeInference::Generate(
       d->set_form(c.form());
       d->set_level(c.level());
       d->set_reason("fake: as planned");
+      d->set_measured_bytes_per_second(c.chunk_index() > 0 ? chunk_wire_bps : 0);
       stream->Write(resp);
     }
   }

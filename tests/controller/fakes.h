@@ -42,6 +42,8 @@ class FakeInference final : public ctxstream::v1::Inference::Service {
   // reference curve (a = 5.30e-4, b = 6.06e-7, c = 0), the one ModelInfo reports.
   double prefill_scale = 1.0;
   uint32_t max_context_tokens = 0;  // ModelInfo.max_context_tokens (0 = not reported)
+  std::atomic<uint32_t> active_requests{0};  // ModelInfo.active_requests
+  double chunk_wire_bps = 0;  // > 0: ChunkDecision i > 0 reports chunk i-1 moved at this rate
   // Slow mode: up to 2000 tokens, 5 ms apart, until the call is cancelled.
   std::atomic<bool> slow{false};
   std::atomic<bool> saw_cancel{false};

@@ -105,6 +105,56 @@ TEST_CASE("Planner: nothing meets the SLO -> the fastest", "[policy]") {
   CHECK_THAT(plan->reason, Catch::Contains("no option meets SLO"));
 }
 
+TEST_CASE("Planner: FASTEST_WITHIN_FLOOR takes the fastest option the floor allows", "[policy]") {
+  CostModel m;
+  m.prefill = PrefillModel({1e-4, 0, 0});  // text 0.2 s: meets a loose SLO
+  PlanRequest req;
+  req.slo_s = 5.0;
+  req.objective = Objective::kFastestWithinFloor;
+  // High bandwidth: a KV level beats text although text meets the SLO.
+  req.bandwidth_bps = 1e9;
+  auto fast = ChoosePlan(m, MakeContext(), req);
+  REQUIRE(fast.ok());
+  double fastest = 1e9;
+  for (const OptionEstimate& o : fast->options) fastest = std::min(fastest, o.ttft_s);
+  CHECK(fast->chosen.ttft_s == fastest);
+  CHECK(fast->chosen.form == Form::kKv);
+  CHECK_THAT(fast->reason, Catch::Contains("fastest within the quality floor"));
+  // The default objective sends text (loss 0 within the SLO) in the same situation.
+  req.objective = Objective::kBestQualityWithinSlo;
+  auto quality = ChoosePlan(m, MakeContext(), req);
+  REQUIRE(quality.ok());
+  CHECK(quality->chosen.form == Form::kText);
+  // Low bandwidth: (compressed) text is fastest; with a floor below its loss, text.
+  req.objective = Objective::kFastestWithinFloor;
+  req.bandwidth_bps = 100e3;
+  auto slow = ChoosePlan(m, MakeContext(), req);
+  REQUIRE(slow.ok());
+  CHECK(slow->chosen.form == Form::kCompressedText);  // 1024 precomputed tokens
+  req.max_quality_loss = 0.01;                        // compressed text loses 0.03
+  auto slow_floor = ChoosePlan(m, MakeContext(), req);
+  REQUIRE(slow_floor.ok());
+  CHECK(slow_floor->chosen.form == Form::kText);
+  // The floor still rules: only levels within it.
+  req.bandwidth_bps = 1e9;
+  req.max_quality_loss = 0.005;  // levels 0, 1
+  auto floored = ChoosePlan(m, MakeContext(), req);
+  REQUIRE(floored.ok());
+  CHECK(floored->chosen.loss <= 0.005);
+  CHECK(floored->chosen.level == 1);
+  for (const OptionEstimate& o : floored->options) {
+    if (o.loss <= 0.005) CHECK(floored->chosen.ttft_s <= o.ttft_s);
+  }
+  // Forced KV without a level: the fastest level within the floor.
+  req.max_quality_loss = 0;
+  req.force_form = Form::kKv;
+  auto forced = ChoosePlan(m, MakeContext(), req);
+  REQUIRE(forced.ok());
+  for (const OptionEstimate& o : forced->options) {
+    if (o.form == Form::kKv) CHECK(forced->chosen.ttft_s <= o.ttft_s);
+  }
+}
+
 TEST_CASE("Planner: compressed text when KV is slow and text misses the SLO", "[policy]") {
   CostModel m;
   PlanRequest req;

@@ -5,6 +5,7 @@
 //                                 registers FILE's text; prints the context id and progress
 //   ctxctl --controller=ADDR query --context_id=ID --question=Q [--slo=0.5]
 //          [--form=kv|text|ctext] [--level=N] [--max_tokens=N] [--quality_floor=X]
+//          [--objective=quality|fastest]
 //                                 prints the plan, streams the answer, prints the timings
 //   ctxctl --controller=ADDR list | delete ID
 #include <chrono>
@@ -17,9 +18,11 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/status/status.h"
 #include "common/rpc/channel.h"
 #include "ctxstream/v1/controller.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "services/controller/client/controller_client.h"
 
 ABSL_FLAG(double, timeout_seconds, 5.0, "Deadline of each short call (health, list, delete).");
 ABSL_FLAG(double, stream_timeout_seconds, 600.0, "Deadline of register and query.");
@@ -36,6 +39,9 @@ ABSL_FLAG(int32_t, level, -1, "query: with --form=kv, force this KV level (-1 = 
 ABSL_FLAG(uint32_t, max_tokens, 64, "query: tokens to generate.");
 ABSL_FLAG(double, quality_floor, 0.0, "query: max quality loss (0 = none).");
 ABSL_FLAG(double, temperature, 0.0, "query: 0 = greedy.");
+ABSL_FLAG(std::string, objective, "",
+          "query: quality (best quality within the SLO, the default) | fastest (fastest within "
+          "the quality floor)");
 ABSL_FLAG(bool, adapt, false, "query: ask for per-chunk re-planning (server default otherwise).");
 
 namespace {
@@ -70,35 +76,26 @@ int Health(const std::vector<std::string>& addresses) {
 
 namespace pb = ctxstream::v1;
 
-std::chrono::system_clock::time_point StreamDeadline() {
-  return std::chrono::system_clock::now() +
-         std::chrono::duration_cast<std::chrono::system_clock::duration>(
-             std::chrono::duration<double>(absl::GetFlag(FLAGS_stream_timeout_seconds)));
-}
-
-std::unique_ptr<pb::Controller::Stub> ControllerStub() {
-  auto channel = ctx::rpc::MakeChannel(absl::GetFlag(FLAGS_controller));
-  if (!channel.ok()) {
-    std::fprintf(stderr, "ctxctl: %s\n", std::string(channel.status().message()).c_str());
+// The client library (services/controller/client) with this process's flags: the channel
+// honours --client_tls_* (common/rpc/channel.h).
+std::unique_ptr<ctx::client::ControllerClient> Client() {
+  ctx::client::ClientOptions o;
+  o.target = absl::GetFlag(FLAGS_controller);
+  o.api_key = absl::GetFlag(FLAGS_api_key);
+  o.call_timeout_seconds = absl::GetFlag(FLAGS_timeout_seconds);
+  o.stream_timeout_seconds = absl::GetFlag(FLAGS_stream_timeout_seconds);
+  absl::StatusOr<std::unique_ptr<ctx::client::ControllerClient>> c =
+      ctx::client::ControllerClient::Connect(o);
+  if (!c.ok()) {
+    std::fprintf(stderr, "ctxctl: %s\n", std::string(c.status().message()).c_str());
     return nullptr;
   }
-  return pb::Controller::NewStub(*channel);
+  return *std::move(c);
 }
 
-void Prepare(grpc::ClientContext* ctx, bool stream) {
-  ctx->set_deadline(stream ? StreamDeadline() : Deadline());
-  if (const std::string key = absl::GetFlag(FLAGS_api_key); !key.empty()) {
-    ctx->AddMetadata("x-api-key", key);
-  }
-}
-
-int Fail(const grpc::Status& s) {
-  std::fprintf(stderr, "ctxctl: %s: %s\n",
-               s.error_code() == grpc::StatusCode::UNAUTHENTICATED ? "UNAUTHENTICATED"
-               : s.error_code() == grpc::StatusCode::NOT_FOUND     ? "NOT_FOUND"
-               : s.error_code() == grpc::StatusCode::UNAVAILABLE   ? "UNAVAILABLE"
-                                                                   : "error",
-               s.error_message().c_str());
+int Fail(const absl::Status& s) {
+  std::fprintf(stderr, "ctxctl: %s: %s\n", absl::StatusCodeToString(s.code()).c_str(),
+               std::string(s.message()).c_str());
   return 1;
 }
 
@@ -128,28 +125,21 @@ const char* FormName(pb::Form f) {
 }
 
 int Register(const std::string& file) {
-  pb::RegisterContextRequest req;
-  if (!ReadFile(file, req.mutable_text())) return 2;
-  req.set_name(absl::GetFlag(FLAGS_name).empty() ? file : absl::GetFlag(FLAGS_name));
-  req.set_precompute_compressed(absl::GetFlag(FLAGS_precompute_compressed));
-  auto stub = ControllerStub();
-  if (!stub) return 2;
-  grpc::ClientContext ctx;
-  Prepare(&ctx, true);
-  auto reader = stub->RegisterContext(&ctx, req);
-  pb::RegisterProgress p;
-  std::string id;
-  bool ready = false;
-  while (reader->Read(&p)) {
-    id = p.context_id();
-    ready = p.ready();
-    std::printf("%s tokens=%u chunks=%u/%u %s%s\n", p.context_id().c_str(), p.tokens(),
-                p.chunks_done(), p.chunks_total(), p.message().c_str(),
-                p.ready() ? " [ready]" : "");
-  }
-  const grpc::Status s = reader->Finish();
-  if (!s.ok()) return Fail(s);
-  std::printf("context_id=%s kv_ready=%s\n", id.c_str(), ready ? "true" : "false");
+  std::string text;
+  if (!ReadFile(file, &text)) return 2;
+  ctx::client::RegisterOptions ro;
+  ro.name = absl::GetFlag(FLAGS_name).empty() ? file : absl::GetFlag(FLAGS_name);
+  ro.precompute_compressed = absl::GetFlag(FLAGS_precompute_compressed);
+  auto client = Client();
+  if (!client) return 2;
+  absl::StatusOr<ctx::client::Registered> r =
+      client->Register(text, ro, [](const pb::RegisterProgress& p) {
+        std::printf("%s tokens=%u chunks=%u/%u %s%s\n", p.context_id().c_str(), p.tokens(),
+                    p.chunks_done(), p.chunks_total(), p.message().c_str(),
+                    p.ready() ? " [ready]" : "");
+      });
+  if (!r.ok()) return Fail(r.status());
+  std::printf("context_id=%s kv_ready=%s\n", r->context_id.c_str(), r->kv_ready ? "true" : "false");
   return 0;
 }
 
@@ -167,6 +157,14 @@ int Query() {
   req.set_temperature(static_cast<float>(absl::GetFlag(FLAGS_temperature)));
   req.set_adapt_per_chunk(absl::GetFlag(FLAGS_adapt));
   req.set_force_level(absl::GetFlag(FLAGS_level));
+  if (const std::string o = absl::GetFlag(FLAGS_objective); o == "fastest") {
+    req.set_objective(pb::OBJECTIVE_FASTEST_WITHIN_FLOOR);
+  } else if (o == "quality") {
+    req.set_objective(pb::OBJECTIVE_BEST_QUALITY_WITHIN_SLO);
+  } else if (!o.empty()) {
+    std::fprintf(stderr, "ctxctl: --objective must be quality or fastest\n");
+    return 2;
+  }
   const std::string form = absl::GetFlag(FLAGS_form);
   if (form == "kv") {
     req.set_force_form(pb::FORM_KV);
@@ -178,96 +176,78 @@ int Query() {
     std::fprintf(stderr, "ctxctl: --form must be kv, text or ctext\n");
     return 2;
   }
-  auto stub = ControllerStub();
-  if (!stub) return 2;
-  grpc::ClientContext ctx;
-  Prepare(&ctx, true);
-  auto reader = stub->Query(&ctx, req);
-  pb::QueryEvent e;
-  bool in_answer = false;
-  while (reader->Read(&e)) {
-    if (e.has_plan()) {
-      const pb::Plan& p = e.plan();
-      std::printf("plan: %s", FormName(p.form()));
-      if (p.form() == pb::FORM_KV && p.chunks_size() > 0) {
-        std::printf(" level=%d chunks=%d", p.chunks(0).level(), p.chunks_size());
-      }
-      if (p.form() == pb::FORM_COMPRESSED_TEXT) std::printf(" rate=%.2f", p.compress_rate());
-      std::printf(" predicted_ttft=%.3fs loss=%.4f bandwidth_estimate=%.3g B/s\n  reason: %s\n",
-                  p.predicted_ttft_seconds(), p.predicted_quality_loss(),
-                  p.bandwidth_estimate_bytes_per_second(), p.reason().c_str());
-      for (const pb::OptionEstimate& o : p.options()) {
-        std::printf("  option %-15s level=%2d rate=%.2f ttft=%.3fs loss=%.4f bytes=%llu\n",
-                    FormName(o.form()), o.level(), o.compress_rate(), o.predicted_ttft_seconds(),
-                    o.quality_loss(), static_cast<unsigned long long>(o.bytes()));
-      }
-    } else if (e.has_decision()) {
-      const pb::ChunkDecision& d = e.decision();
-      std::printf("chunk %u: %s level=%d measured=%.3g B/s estimate=%.3g B/s %s\n", d.chunk_index(),
-                  FormName(d.form()), d.level(), d.measured_bytes_per_second(),
-                  d.bandwidth_estimate_bytes_per_second(), d.reason().c_str());
-    } else if (e.has_token()) {
-      if (!in_answer) std::printf("answer: ");
-      in_answer = true;
-      std::printf("%s", e.token().text().c_str());
-      std::fflush(stdout);
-    } else if (e.has_result()) {
-      if (in_answer) std::printf("\n");
-      const pb::QueryResult& r = e.result();
-      const pb::StageTimings& t = r.timings();
-      std::printf(
-          "timings: ttft=%.3fs total=%.3fs fetch=%.3fs decode=%.3fs prefill=%.3fs "
-          "compress=%.3fs queue=%.3fs\n",
-          t.ttft_seconds(), t.total_seconds(), t.fetch_seconds(), t.decode_seconds(),
-          t.prefill_seconds(), t.compress_seconds(), t.queue_seconds());
-      for (const pb::ByteCount& b : r.bytes()) {
-        std::printf("bytes: %s level=%d bytes=%llu chunks=%u\n", FormName(b.form()), b.level(),
-                    static_cast<unsigned long long>(b.bytes()), b.chunks());
-      }
-      std::printf("slo_met=%s fell_back=%s%s%s generated_tokens=%u endpoint=%s\n",
-                  r.slo_met() ? "true" : "false", r.fell_back() ? "true" : "false",
-                  r.fell_back() ? " reason=" : "", r.fallback_reason().c_str(),
-                  r.generated_tokens(), r.inference_endpoint().c_str());
+  auto client = Client();
+  if (!client) return 2;
+  ctx::client::QueryCallbacks cb;
+  cb.on_plan = [](const pb::Plan& p) {
+    std::printf("plan: %s", FormName(p.form()));
+    if (p.form() == pb::FORM_KV && p.chunks_size() > 0) {
+      std::printf(" level=%d chunks=%d", p.chunks(0).level(), p.chunks_size());
     }
+    if (p.form() == pb::FORM_COMPRESSED_TEXT) std::printf(" rate=%.2f", p.compress_rate());
+    std::printf(" predicted_ttft=%.3fs loss=%.4f bandwidth_estimate=%.3g B/s\n  reason: %s\n",
+                p.predicted_ttft_seconds(), p.predicted_quality_loss(),
+                p.bandwidth_estimate_bytes_per_second(), p.reason().c_str());
+    for (const pb::OptionEstimate& o : p.options()) {
+      std::printf("  option %-15s level=%2d rate=%.2f ttft=%.3fs loss=%.4f bytes=%llu\n",
+                  FormName(o.form()), o.level(), o.compress_rate(), o.predicted_ttft_seconds(),
+                  o.quality_loss(), static_cast<unsigned long long>(o.bytes()));
+    }
+  };
+  cb.on_decision = [](const pb::ChunkDecision& d) {
+    std::printf("chunk %u: %s level=%d measured=%.3g B/s estimate=%.3g B/s %s\n", d.chunk_index(),
+                FormName(d.form()), d.level(), d.measured_bytes_per_second(),
+                d.bandwidth_estimate_bytes_per_second(), d.reason().c_str());
+  };
+  bool in_answer = false;
+  cb.on_token = [&in_answer](const pb::GeneratedToken& t) {
+    if (!in_answer) std::printf("answer: ");
+    in_answer = true;
+    std::printf("%s", t.text().c_str());
+    std::fflush(stdout);
+  };
+  absl::StatusOr<ctx::client::Answer> a = client->Query(req, cb);
+  if (!a.ok()) return Fail(a.status());
+  if (in_answer) std::printf("\n");
+  const pb::QueryResult& r = a->result;
+  const pb::StageTimings& t = r.timings();
+  std::printf(
+      "timings: ttft=%.3fs total=%.3fs fetch=%.3fs decode=%.3fs prefill=%.3fs "
+      "compress=%.3fs queue=%.3fs\n",
+      t.ttft_seconds(), t.total_seconds(), t.fetch_seconds(), t.decode_seconds(),
+      t.prefill_seconds(), t.compress_seconds(), t.queue_seconds());
+  for (const pb::ByteCount& b : r.bytes()) {
+    std::printf("bytes: %s level=%d bytes=%llu chunks=%u\n", FormName(b.form()), b.level(),
+                static_cast<unsigned long long>(b.bytes()), b.chunks());
   }
-  const grpc::Status s = reader->Finish();
-  if (!s.ok()) return Fail(s);
+  std::printf("slo_met=%s fell_back=%s%s%s generated_tokens=%u endpoint=%s\n",
+              r.slo_met() ? "true" : "false", r.fell_back() ? "true" : "false",
+              r.fell_back() ? " reason=" : "", r.fallback_reason().c_str(), r.generated_tokens(),
+              r.inference_endpoint().c_str());
   return 0;
 }
 
 int List() {
-  auto stub = ControllerStub();
-  if (!stub) return 2;
-  pb::ListContextsRequest req;
-  for (;;) {
-    grpc::ClientContext ctx;
-    Prepare(&ctx, false);
-    pb::ListContextsResponse resp;
-    const grpc::Status s = stub->ListContexts(&ctx, req, &resp);
-    if (!s.ok()) return Fail(s);
-    for (const pb::ContextInfo& c : resp.contexts()) {
-      std::printf("%s tokens=%u chunks=%u kv_ready=%s kv_bytes=%llu compressed=%s name=%s\n",
-                  c.context_id().c_str(), c.tokens(), c.chunks(), c.kv_ready() ? "true" : "false",
-                  static_cast<unsigned long long>(c.kv_bytes()),
-                  c.has_compressed() ? "true" : "false", c.name().c_str());
-    }
-    if (resp.next_page_token().empty()) return 0;
-    req.set_page_token(resp.next_page_token());
+  auto client = Client();
+  if (!client) return 2;
+  absl::StatusOr<std::vector<pb::ContextInfo>> list = client->List();
+  if (!list.ok()) return Fail(list.status());
+  for (const pb::ContextInfo& c : *list) {
+    std::printf("%s tokens=%u chunks=%u kv_ready=%s kv_bytes=%llu compressed=%s name=%s\n",
+                c.context_id().c_str(), c.tokens(), c.chunks(), c.kv_ready() ? "true" : "false",
+                static_cast<unsigned long long>(c.kv_bytes()),
+                c.has_compressed() ? "true" : "false", c.name().c_str());
   }
+  return 0;
 }
 
 int Delete(const std::string& id) {
-  auto stub = ControllerStub();
-  if (!stub) return 2;
-  grpc::ClientContext ctx;
-  Prepare(&ctx, false);
-  pb::ControllerDeleteContextRequest req;
-  req.set_context_id(id);
-  pb::ControllerDeleteContextResponse resp;
-  const grpc::Status s = stub->DeleteContext(&ctx, req, &resp);
-  if (!s.ok()) return Fail(s);
-  std::printf("deleted %s\n", id.c_str());
-  return 0;
+  auto client = Client();
+  if (!client) return 2;
+  absl::StatusOr<bool> deleted = client->Delete(id);
+  if (!deleted.ok()) return Fail(deleted.status());
+  std::printf("%s %s\n", *deleted ? "deleted" : "not found:", id.c_str());
+  return *deleted ? 0 : 1;
 }
 
 constexpr char kUsage[] =
