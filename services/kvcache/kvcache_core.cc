@@ -89,6 +89,12 @@ void KvCacheCore::PublishStoreStats() {
   m.SetStoreSize(options_.store_backend, static_cast<double>(s.bytes),
                  static_cast<double>(s.items));
   m.SetStoreCapacity(options_.store_backend, static_cast<double>(s.capacity_bytes));
+  // The store counts its evictions; the counter gets the ones not counted yet (only ever
+  // forward, whichever thread publishes first).
+  uint64_t seen = evictions_published_.load();
+  while (s.evictions > seen && !evictions_published_.compare_exchange_weak(seen, s.evictions)) {
+  }
+  for (uint64_t i = seen; i < s.evictions; ++i) m.CountStoreEviction(options_.store_backend);
 }
 
 absl::StatusOr<KvCacheCore::ModelInfo> KvCacheCore::GetModelInfo() {
