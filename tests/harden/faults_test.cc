@@ -315,6 +315,8 @@ TEST_CASE(
       continue;
     }
     INFO(s.error_message());
+    WARN("replica killed inside Generate; query "
+         << (s.ok() ? "retried on the other replica" : "failed: " + s.error_message()));
     if (s.ok()) {  // killed before a token was forwarded: retried on r2
       CHECK(result.inference_endpoint() == r2.grpc_address);
       CHECK(tokens);

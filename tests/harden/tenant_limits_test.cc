@@ -29,7 +29,7 @@ TEST_CASE("TenantLimits: streams per tenant, given back by Release or destructio
   CHECK(limits.AcquireStream("alice", "Query").ok());
 }
 
-TEST_CASE("TenantLimits: unlimited by default; context tokens", "[harden][limits]") {
+TEST_CASE("TenantLimits: unlimited by default, and the context-token check", "[harden][limits]") {
   TenantLimits none;
   std::vector<std::shared_ptr<TenantLimits::StreamSlot>> held;
   for (int i = 0; i < 100; ++i) held.push_back(*none.AcquireStream("t", "Query"));
