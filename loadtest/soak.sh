@@ -7,8 +7,9 @@
 #
 # Load (all at once, closed loop, one query in flight each): ctxload forced to text, to KV
 # (controller-chosen level) and to LLMLingua-2 compressed text, plus an adaptive ctxload with
-# a 0.5 s SLO; and a register -> query -> delete cycle of a fresh document every 15 s (so
-# registrations and deletions run the whole time without growing the stored set).
+# a 0.5 s SLO; and a register (with LLMLingua-2 compressed text) -> query (text / compressed
+# text) -> delete cycle of a fresh document every 15 s (so registrations, the compressor and
+# deletions run the whole time without growing the stored set).
 # Output in var/soak/: rss.csv (every sample), <load>.json (ctxload summaries), service logs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -75,10 +76,15 @@ next_sample=60
 while (($(date +%s) - T0 < DURATION)); do
   doc=${docs[$((cycles % ${#docs[@]}))]}
   head -c $((3000 + (cycles % 7) * 500)) "$doc" >"$cycle_doc"
-  if out=$("$BIN_DIR/ctxctl" --controller="$CTRL" register "$cycle_doc" 2>>"$RUN_DIR/cycle.log") &&
+  # Every cycle runs the compressor on the registration path (precomputed compressed text);
+  # odd cycles also query as compressed text.
+  form=text
+  ((cycles % 2)) && form=ctext
+  if out=$("$BIN_DIR/ctxctl" --controller="$CTRL" register "$cycle_doc" --precompute_compressed \
+    2>>"$RUN_DIR/cycle.log") &&
     id=$(sed -n 's/^context_id=\([^ ]*\).*/\1/p' <<<"$out") && [[ -n $id ]]; then
     "$BIN_DIR/ctxctl" --controller="$CTRL" query --context_id="$id" --question="Summary:" \
-      --max_tokens=4 >>"$RUN_DIR/cycle.log" 2>&1 || ((cycle_errors += 1))
+      --form="$form" --max_tokens=4 >>"$RUN_DIR/cycle.log" 2>&1 || ((cycle_errors += 1))
     "$BIN_DIR/ctxctl" --controller="$CTRL" delete "$id" >>"$RUN_DIR/cycle.log" 2>&1 ||
       ((cycle_errors += 1))
   else
