@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The test suite under sanitizers (gcc):
 #   scripts/sanitize.sh asan [quick|all|<test targets...>]   ASan + UBSan into build-asan/
-#   scripts/sanitize.sh tsan [quick|all|<test targets...>]   TSan into build-tsan/
+#   scripts/sanitize.sh tsan [quick|services|all|<test targets...>]   TSan into build-tsan/
 # quick = the fast library tests (test_tensor test_rpc test_codec test_store test_policy
 # test_fuzz_regressions);
+# services = the concurrent code: test_rpc test_store test_kvcache test_controller
+# test_harden (the service binaries they start are sanitized too, and a
+# report makes the service exit non-zero, which fails the test);
 # all (default) = every test binary (services included, via test dependencies).
 # Builds only the named test targets (and what they link), then runs their ctest cases.
 #
@@ -15,6 +18,12 @@
 #   - tsan: the model golden/generate tests (OpenBLAS threads are uninstrumented and each
 #     case runs minutes under TSan); test_services (gRPC/Abseil are uninstrumented Debian
 #     libraries, so TSan cannot see their synchronisation and reports false races).
+#   - tsan, known blocker (not fixed here): every binary linking common/model (test_kvcache's
+#     fixture, ctxstream-inference, so test_harden/test_controller's integration cases too)
+#     segfaults at load under gcc TSan: the ifunc resolvers of ops.cc's
+#     __attribute__((target_clones(...))) are instrumented and run before the TSan runtime is
+#     initialised. Needs a CTX_TARGET_CLONES macro in common/model that is empty under
+#     sanitizers. test_rpc and test_store run clean (28/28).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +31,7 @@ KIND=${1:?usage: scripts/sanitize.sh asan|tsan [quick|all|targets...]}
 shift
 JOBS=${JOBS:-2}
 QUICK=(test_tensor test_rpc test_codec test_store test_policy test_fuzz_regressions)
+SERVICES=(test_rpc test_store test_kvcache test_controller test_harden)
 
 case "$KIND" in
   asan)
@@ -33,14 +43,19 @@ case "$KIND" in
   tsan)
     FLAGS="-fsanitize=thread -fno-omit-frame-pointer"
     EXCLUDE='^test_compressor:|^test_services:|^test_model:.*(golden|generate)'
-    export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+    # exitcode=66: a service binary with a report dies with it, so its test fails too.
+    export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:exitcode=66}
     ;;
   *) echo "usage: scripts/sanitize.sh asan|tsan [quick|all|targets...]" >&2; exit 2 ;;
 esac
 BUILD=build-$KIND
 
+LAUNCHER=()
+if command -v ccache >/dev/null; then
+  LAUNCHER=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
+fi
 if [[ ! -f $BUILD/build.ninja ]]; then
-  cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${LAUNCHER[@]}" \
     -DCMAKE_CXX_FLAGS="$FLAGS" -DCMAKE_EXE_LINKER_FLAGS="$FLAGS" \
     -DCMAKE_SHARED_LINKER_FLAGS="$FLAGS" -DCMAKE_MODULE_LINKER_FLAGS="$FLAGS" >/dev/null
 fi
@@ -52,11 +67,14 @@ if (($# == 0)) || [[ "$1" == all ]]; then
     grep -v '^test_compressor$' | sort -u)
 elif [[ "$1" == quick ]]; then
   TARGETS=("${QUICK[@]}")
+elif [[ "$1" == services ]]; then
+  TARGETS=("${SERVICES[@]}")
 else
   TARGETS=("$@")
 fi
 echo "sanitize($KIND): building ${TARGETS[*]}"
 ninja -C "$BUILD" -j"$JOBS" "${TARGETS[@]}"
+[[ ${BUILD_ONLY:-0} == 1 ]] && exit 0
 
 # Only the ctest cases of the built binaries (their names start with "<binary>:").
 REGEX="^($(IFS='|'; echo "${TARGETS[*]}")):"

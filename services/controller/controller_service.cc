@@ -110,10 +110,20 @@ grpc::ServerWriteReactor<pb::RegisterProgress>* ControllerService::RegisterConte
     writer->Close(rpc::ToGrpcStatus(tenant.status()));
     return writer;
   }
+  auto held = limits_.AcquireStream(*tenant, "RegisterContext");
+  if (!held.ok()) {
+    writer->Close(rpc::ToGrpcStatus(held.status()));
+    return writer;
+  }
   const auto deadline = engine_->QueryDeadline(ClientDeadline(context));
-  absl::Status queued = pool_.Submit([this, writer, request, deadline, t = *tenant] {
-    grpc::Status s = engine_->Register(
-        t, *request, deadline, [writer](const pb::RegisterProgress& p) { return writer->Push(p); });
+  absl::Status queued = pool_.Submit([this, writer, request, deadline, t = *tenant, slot = *held] {
+    absl::Status over;  // --max_context_tokens, checked on the "tokenized" event
+    grpc::Status s = engine_->Register(t, *request, deadline, [&](const pb::RegisterProgress& p) {
+      over = limits_.CheckContextTokens(p.tokens());
+      return over.ok() && writer->Push(p);
+    });
+    if (!over.ok()) s = rpc::ToGrpcStatus(over);
+    slot->Release();
     writer->Close(s);
   });
   if (!queued.ok()) writer->Close(rpc::ToGrpcStatus(queued));
@@ -128,10 +138,16 @@ grpc::ServerWriteReactor<pb::QueryEvent>* ControllerService::Query(
     writer->Close(rpc::ToGrpcStatus(tenant.status()));
     return writer;
   }
+  auto held = limits_.AcquireStream(*tenant, "Query");
+  if (!held.ok()) {
+    writer->Close(rpc::ToGrpcStatus(held.status()));
+    return writer;
+  }
   const auto deadline = engine_->QueryDeadline(ClientDeadline(context));
-  absl::Status queued = pool_.Submit([this, writer, request, deadline, t = *tenant] {
+  absl::Status queued = pool_.Submit([this, writer, request, deadline, t = *tenant, slot = *held] {
     grpc::Status s = engine_->Query(t, *request, deadline,
                                     [writer](const pb::QueryEvent& e) { return writer->Push(e); });
+    slot->Release();
     writer->Close(s);
   });
   if (!queued.ok()) writer->Close(rpc::ToGrpcStatus(queued));

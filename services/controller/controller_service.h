@@ -11,6 +11,7 @@
 #include "ctxstream/v1/controller.grpc.pb.h"
 #include "services/controller/api_keys.h"
 #include "services/controller/query_engine.h"
+#include "services/controller/tenant_limits.h"
 
 namespace ctx::controller {
 
@@ -43,6 +44,7 @@ class ControllerService final : public ctxstream::v1::Controller::CallbackServic
 
   QueryEngine* engine_;
   ApiKeys keys_;
+  TenantLimits limits_{TenantLimits::OptionsFromFlags()};  // per-tenant quotas (flags)
   rpc::WorkerPool pool_;
 };
 

@@ -89,6 +89,12 @@ void KvCacheCore::PublishStoreStats() {
   m.SetStoreSize(options_.store_backend, static_cast<double>(s.bytes),
                  static_cast<double>(s.items));
   m.SetStoreCapacity(options_.store_backend, static_cast<double>(s.capacity_bytes));
+  // The store counts its evictions; the counter gets the ones not counted yet (only ever
+  // forward, whichever thread publishes first).
+  uint64_t seen = evictions_published_.load();
+  while (s.evictions > seen && !evictions_published_.compare_exchange_weak(seen, s.evictions)) {
+  }
+  for (uint64_t i = seen; i < s.evictions; ++i) m.CountStoreEviction(options_.store_backend);
 }
 
 absl::StatusOr<KvCacheCore::ModelInfo> KvCacheCore::GetModelInfo() {
@@ -257,6 +263,15 @@ absl::Status KvCacheCore::Ingest(
   metrics.SetIngestPendingChunks(n_chunks - progress.chunks_done());
   if (progress.chunks_reused() > 0) on_progress(progress);
 
+  // A context must fit in the store as a whole: with a byte cap, the LRU would otherwise
+  // evict this context's own first chunks while writing its last ones, and commit a manifest
+  // whose chunks are gone. Checked per chunk before writing it (sizes are known once encoded).
+  const uint64_t capacity = store_->Stats().capacity_bytes;  // 0 = no cap in this process
+  uint64_t context_bytes = 0;                                // reused + newly encoded blobs
+  for (const pb::ManifestChunk& c : manifest.chunks()) {
+    for (const pb::ChunkEncoding& e : c.encodings()) context_bytes += e.bytes();
+  }
+
   double encode_seconds = 0;
   if (prefill_end > 0) {
     pb::PrefillRequest prefill;
@@ -362,6 +377,16 @@ absl::Status KvCacheCore::Ingest(
         blobs.push_back(*std::move(bytes));
       }
       if (!error.ok()) break;
+      for (const std::string& b : blobs) context_bytes += b.size();
+      if (capacity != 0 && context_bytes > capacity) {
+        error = absl::ResourceExhaustedError(absl::StrCat(
+            "context '", request.context_id(), "' needs more than ", context_bytes,
+            " bytes at the requested encodings (", index + 1, " of ", n_chunks,
+            " chunks encoded) but the store holds at most ", capacity,
+            " bytes (--store_capacity_bytes): ingest fewer levels, without baselines, or raise "
+            "the capacity"));
+        break;
+      }
       for (size_t k = 0; k < targets.size(); ++k) {
         writes.push_back(
             {BlobKeyFor(mc->ref().chunk_hash(), targets[k].encoding, targets[k].level), blobs[k]});

@@ -12,6 +12,7 @@
 //   manifest     the serialized ctxstream.v1.Manifest, written LAST (the commit point).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -84,7 +85,8 @@ class KvCacheCore {
   std::optional<codec::CodecProfile> profile_;
   const KvCacheOptions options_;
 
-  std::mutex mu_;  // guards the lazily created members below
+  std::atomic<uint64_t> evictions_published_{0};  // store evictions already counted
+  std::mutex mu_;                                 // guards the lazily created members below
   std::unique_ptr<ctxstream::v1::Inference::Stub> inference_;
   std::optional<ModelInfo> model_;
   std::shared_ptr<const codec::KvCodec> codec_;
