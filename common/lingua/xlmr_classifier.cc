@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/tensor/safetensors.h"
+#include "common/tensor/target_clones.h"
 #include "common/tensor/vec_math.h"
 
 namespace ctx::lingua {
@@ -21,9 +22,8 @@ void Linear(const float* x, int64_t n, int64_t in, const tensor::PackedMatrix& w
 
 // x[n, h] = LayerNorm(x + residual) with biased variance (residual may be null). Sums go in
 // 16 float lanes (fixed order, so deterministic) so that the loops vectorize.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void AddLayerNorm(
-    float* x, const float* residual, int64_t n, int64_t h, const float* g, const float* b,
-    double eps) {
+CTX_TARGET_CLONES void AddLayerNorm(float* x, const float* residual, int64_t n, int64_t h,
+                                    const float* g, const float* b, double eps) {
   constexpr int kLanes = 16;
   for (int64_t r = 0; r < n; ++r) {
     float* row = x + r * h;
@@ -58,8 +58,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void AddLayerNorm(
 
 // Softmax over one attention row; `bias` is 0 for attended keys and -inf for masked ones
 // (tensor::ExpApprox(-inf) is exactly 0).
-__attribute__((target_clones("avx512f", "avx2", "default"))) void MaskedSoftmaxRow(
-    float* s, const float* bias, int64_t n) {
+CTX_TARGET_CLONES void MaskedSoftmaxRow(float* s, const float* bias, int64_t n) {
   constexpr int kLanes = 16;
   float mx_lane[kLanes];
   for (int j = 0; j < kLanes; ++j) mx_lane[j] = -INFINITY;
@@ -94,7 +93,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void MaskedSoftmaxR
 }
 
 // Exact GELU (HF "gelu"): 0.5 x (1 + erf(x / sqrt 2)), erf by tensor::ErfApprox (4e-7).
-__attribute__((target_clones("avx512f", "avx2", "default"))) void GeluErf(float* x, int64_t n) {
+CTX_TARGET_CLONES void GeluErf(float* x, int64_t n) {
   constexpr float kInvSqrt2 = 0.70710678118654752440f;
   for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + tensor::ErfApprox(x[i] * kInvSqrt2));
 }

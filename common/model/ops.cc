@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "common/tensor/target_clones.h"
 #include "common/tensor/vec_math.h"
 
 namespace ctx::model::ops {
@@ -55,10 +56,8 @@ void MatMul(Gemm gemm, int M, int N, int K, const float* A, int lda, const float
               ldc);
 }
 
-__attribute__((target_clones("avx512f", "avx2", "default"))) void GemvBF16(int N, int K,
-                                                                           const uint16_t* W,
-                                                                           const float* x,
-                                                                           float beta, float* y) {
+CTX_TARGET_CLONES void GemvBF16(int N, int K, const uint16_t* W, const float* x, float beta,
+                                float* y) {
   constexpr int kLanes = 16;
   for (int n = 0; n < N; ++n) {
     const uint16_t* w = W + static_cast<size_t>(n) * K;
@@ -125,12 +124,11 @@ void ApplyRope(const RopeTable& rope, float* x, int T, int ld, int n_heads, int 
   }
 }
 
-__attribute__((target_clones("avx512f", "avx2", "default"))) void ExpInPlace(float* x, size_t n) {
+CTX_TARGET_CLONES void ExpInPlace(float* x, size_t n) {
   for (size_t i = 0; i < n; ++i) x[i] = ExpApprox(x[i]);
 }
 
-__attribute__((target_clones("avx512f", "avx2", "default"))) void SoftmaxPrefix(float* scores,
-                                                                                int valid, int n) {
+CTX_TARGET_CLONES void SoftmaxPrefix(float* scores, int valid, int n) {
   // Eight independent accumulators so that the max and sum reductions vectorize without
   // -ffast-math (the summation order is fixed, hence deterministic).
   constexpr int kLanes = 8;
@@ -158,9 +156,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void SoftmaxPrefix(
   for (i = valid; i < n; ++i) scores[i] = 0.0f;
 }
 
-__attribute__((target_clones("avx512f", "avx2", "default"))) void SwiGlu(float* gate,
-                                                                         const float* up,
-                                                                         size_t n) {
+CTX_TARGET_CLONES void SwiGlu(float* gate, const float* up, size_t n) {
   for (size_t i = 0; i < n; ++i) {
     const float g = gate[i];
     gate[i] = g / (1.0f + ExpApprox(-g)) * up[i];

@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <fstream>
 #include <random>
 #include <thread>
 
@@ -455,6 +456,43 @@ TEST_CASE("one codec encodes and decodes concurrently from several threads", "[c
   }
   for (auto& t : threads) t.join();
   CHECK(ok == std::vector<int>{3, 3, 3, 3});
+}
+
+}  // namespace
+}  // namespace ctx::codec
+
+namespace ctx::codec {
+namespace {
+
+// The shipped profile's levels mix profile tables with tables carried in the chunk (level 0
+// ships none of its 128-bin tables): every level must round-trip real KV within its bound.
+TEST_CASE("shipped profile: every level round-trips golden KV within the quantizer bound",
+          "[codec]") {
+  std::ifstream in(std::string(CTX_SOURCE_DIR) + "/models/tiny-llama/kvcodec.profile",
+                   std::ios::binary);
+  REQUIRE(in.good());
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto profile = ParseProfile(bytes);
+  REQUIRE(profile.ok());
+  const ModelFingerprint fp = profile->fingerprint;
+  auto codec = KvCodec::Create(*std::move(profile));
+  REQUIRE(codec.ok());
+  for (uint32_t tokens : {64u, 40u, 7u}) {
+    const GoldenKv kv = Prefix(tokens);
+    const auto view = kv.View(fp);
+    for (int level = 0; level < static_cast<int>(codec->profile().levels.size()); ++level) {
+      const LevelSpec& spec = codec->profile().levels[level];
+      auto enc = codec->Encode(view, level);
+      REQUIRE(enc.ok());
+      auto d = codec->Decode(*enc, ExpectModel(fp));
+      REQUIRE(d.ok());
+      double rel, excess, scale_ratio;
+      Errors(view, *d, spec, &rel, &excess, &scale_ratio);
+      INFO("tokens " << tokens << " level " << spec.name << ": rel L2 " << rel);
+      CHECK(excess <= 0);
+      CHECK(rel < 0.6);
+    }
+  }
 }
 
 }  // namespace
