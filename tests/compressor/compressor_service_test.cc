@@ -116,7 +116,7 @@ TEST_CASE("Compress at rate 0.5 keeps about half the tokens and every forced tok
   }
 }
 
-TEST_CASE("word labels carry p(keep); labels agree with the kept text", "[compressor][grpc]") {
+TEST_CASE("word labels carry p(keep), labels agree with the kept text", "[compressor][grpc]") {
   RunningService s = StartCompressor();
   auto stub = Stub(s);
   const std::string text = SplitParagraphs(Paragraphs())[1];
@@ -201,7 +201,7 @@ TEST_CASE("several contexts with the context-level filter drop whole contexts",
                             [](const auto& w) { return w.keep(); })));
 }
 
-TEST_CASE("bad requests are INVALID_ARGUMENT with a clear message; the server keeps serving",
+TEST_CASE("bad requests are INVALID_ARGUMENT with a clear message, the server keeps serving",
           "[compressor][grpc]") {
   RunningService s = StartCompressor();
   auto stub = Stub(s);

@@ -18,7 +18,7 @@ pb::CompressRequest OneContext() {
 
 }  // namespace
 
-TEST_CASE("request fields map to CompressOptions; zero values are the defaults",
+TEST_CASE("request fields map to CompressOptions, zero values are the defaults",
           "[compressor][options]") {
   pb::CompressRequest r = OneContext();
   auto o = RequestToOptions(r);

@@ -25,6 +25,7 @@
 #include "common/rpc/channel.h"
 #include "ctxstream/v1/controller.grpc.pb.h"
 #include "tests/support/child_process.h"
+#include "tests/support/test_cluster.h"
 
 namespace ctx::testing {
 namespace {
@@ -67,19 +68,11 @@ struct LinkCluster {
     fs::rename(tmp, schedule_file);
   }
 
-  std::string Register(const std::string& text) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(240));
-    pb::RegisterContextRequest req;
-    req.set_text(text);
-    auto reader = stub->RegisterContext(&ctx, req);
-    pb::RegisterProgress p, last;
-    while (reader->Read(&p)) last = p;
-    const grpc::Status s = reader->Finish();
-    INFO(s.error_message() << " / " << last.message());
-    REQUIRE(s.ok());
-    REQUIRE(last.ready());
-    return last.context_id();
+  std::string Register(const std::string& text) const {
+    const absl::StatusOr<std::string> id = RegisterContext(controller.grpc_address, text);
+    INFO(id.status().ToString());
+    REQUIRE(id.ok());
+    return *id;
   }
 
   // No Catch macros: callable from another thread.
@@ -207,7 +200,7 @@ std::string Join(const std::vector<int>& v) {
   return s;
 }
 
-TEST_CASE("egress limiter at three rates: text, a smaller level, the best level; predictions hold",
+TEST_CASE("egress limiter at three rates: text, a smaller level, the best level, predictions hold",
           "[integration][bandwidth]") {
   LinkCluster c(/*chunk_tokens=*/128, /*adapt=*/false);
   const std::string id = c.Register(Document(3000));
@@ -297,7 +290,7 @@ TEST_CASE("egress limiter at three rates: text, a smaller level, the best level;
   }
 }
 
-TEST_CASE("a bandwidth drop mid-stream raises the level of later chunks; recovery lowers it",
+TEST_CASE("a bandwidth drop mid-stream raises the level of later chunks, recovery lowers it",
           "[integration][bandwidth]") {
   LinkCluster c(/*chunk_tokens=*/64, /*adapt=*/true);
   const std::string id = c.Register(Document(3000));
@@ -352,7 +345,7 @@ TEST_CASE("a bandwidth drop mid-stream raises the level of later chunks; recover
   CHECK(!ev.back().result().answer().empty());
 }
 
-TEST_CASE("quality floor: no level above it is ever used; kvcache killed mid-query falls back",
+TEST_CASE("quality floor: no level above it is ever used, kvcache killed mid-query falls back",
           "[integration][bandwidth]") {
   LinkCluster c(/*chunk_tokens=*/64, /*adapt=*/true);
   const std::string id = c.Register(Document(3000));

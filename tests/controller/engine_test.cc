@@ -137,7 +137,7 @@ void CheckShape(const Harness::Outcome& o) {
   CHECK(o.result().answer() == " t0 t1 t2");
 }
 
-TEST_CASE("register tokenizes, ingests and streams progress; the record knows the KV") {
+TEST_CASE("register tokenizes, ingests and streams progress, the record knows the KV") {
   Harness h;
   std::vector<pb::RegisterProgress> ev;
   const std::string id = h.Register(2047, "t1", &ev);  // 2048 tokens with BOS
@@ -164,7 +164,7 @@ TEST_CASE("the plan follows the policy: text at tiny bandwidth, KV level 0 at hi
   Harness h;
   const std::string id = h.Register(2047);
 
-  SECTION("tiny bandwidth: only text (and compressed text) meet a 3 s SLO; text is lossless") {
+  SECTION("tiny bandwidth: only text (and compressed text) meet a 3 s SLO, text is lossless") {
     h.engine->SeedBandwidth(0, 0, 1e3);
     Harness::Outcome o = h.Query(Ask(id, 3.0));
     CheckShape(o);
@@ -318,7 +318,7 @@ TEST_CASE("kvcache unreachable before the query: text, and the response says so"
     CHECK(o.result().fell_back());
     CHECK(o.result().fallback_reason().find("kvcache unreachable") != std::string::npos);
   }
-  SECTION("kvcache address refuses connections; forced KV degrades to text") {
+  SECTION("kvcache address refuses connections, forced KV degrades to text") {
     Harness up;
     const std::string id = up.Register(2047);
     // A second engine over the same registry whose kvcache is a closed port.

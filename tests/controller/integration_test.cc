@@ -14,6 +14,7 @@
 #include "common/rpc/channel.h"
 #include "ctxstream/v1/controller.grpc.pb.h"
 #include "tests/support/child_process.h"
+#include "tests/support/test_cluster.h"
 
 namespace ctx::testing {
 namespace {
@@ -49,19 +50,11 @@ struct Cluster {
     ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(240));
   }
 
-  std::string Register(const std::string& text) {
-    grpc::ClientContext ctx;
-    Prepare(&ctx);
-    pb::RegisterContextRequest req;
-    req.set_text(text);
-    auto reader = stub->RegisterContext(&ctx, req);
-    pb::RegisterProgress p, last;
-    while (reader->Read(&p)) last = p;
-    const grpc::Status s = reader->Finish();
-    INFO(s.error_message() << " / " << last.message());
-    REQUIRE(s.ok());
-    REQUIRE(last.ready());
-    return last.context_id();
+  std::string Register(const std::string& text) const {
+    const absl::StatusOr<std::string> id = RegisterContext(controller.grpc_address, text);
+    INFO(id.status().ToString());
+    REQUIRE(id.ok());
+    return *id;
   }
 
   std::vector<pb::QueryEvent> Query(pb::QueryRequest req) {

@@ -17,7 +17,7 @@
 #include "ctxstream/v1/controller.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "tests/deploy/deploy_support.h"
-#include "tests/support/child_process.h"
+#include "tests/support/test_cluster.h"
 
 namespace ctx::testing {
 namespace {
@@ -31,34 +31,7 @@ const std::string kRoot = CTX_SOURCE_DIR;
 // Metrics that Prometheus itself makes for every target (not served by any service).
 const std::set<std::string> kPrometheusMade = {"up"};
 
-struct Cluster {
-  Cluster() {
-    const std::string model = SourcePath("models/tiny-llama");
-    inference = StartService("inference", {"--model_dir=" + model, "--measure_speed=false"});
-    kvcache = StartService("kvcache", {"--inference=" + inference.grpc_address, "--store=memory",
-                                       "--codec_profile=" + model + "/kvcodec.profile"});
-    compressor = StartService("compressor", {"--model_dir=" + SourcePath("models/tiny-lingua2")});
-    controller = StartService(
-        "controller", {"--inference=" + inference.grpc_address, "--kvcache=" + kvcache.grpc_address,
-                       "--compressor=" + compressor.grpc_address});
-    stub = pb::Controller::NewStub(*rpc::MakeChannel(controller.grpc_address));
-  }
-
-  std::string Register(const std::string& text) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
-    pb::RegisterContextRequest req;
-    req.set_text(text);
-    auto reader = stub->RegisterContext(&ctx, req);
-    pb::RegisterProgress p, last;
-    while (reader->Read(&p)) last = p;
-    const grpc::Status s = reader->Finish();
-    INFO(s.error_message());
-    REQUIRE(s.ok());
-    REQUIRE(last.ready());
-    return last.context_id();
-  }
-
+struct Cluster : TestCluster {
   struct Answer {
     pb::Plan plan;
     pb::QueryResult result;
@@ -91,9 +64,6 @@ struct Cluster {
             {"kvcache", HttpGet(kvcache.metrics_address, "/metrics")},
             {"compressor", HttpGet(compressor.metrics_address, "/metrics")}};
   }
-
-  RunningService inference, kvcache, compressor, controller;
-  std::unique_ptr<pb::Controller::Stub> stub;
 };
 
 std::string ReadPrefix(const std::string& path, size_t bytes) {
@@ -182,8 +152,11 @@ TEST_CASE("every metric the dashboards and rules select is served by the live cl
   }
   Cluster cluster;
   // ~1,400 characters: a few hundred tokens, more than one 256-token KV chunk.
-  const std::string id = cluster.Register(
+  const absl::StatusOr<std::string> registered = cluster.Register(
       ReadPrefix(SourcePath("tests/data/long_docs/01_git-doc_git-subtree.txt"), 1400));
+  INFO(registered.status().ToString());
+  REQUIRE(registered.ok());
+  const std::string& id = *registered;
 
   pb::QueryRequest text;
   text.set_context_id(id);

@@ -143,7 +143,7 @@ TEST_CASE("every server: a message above --max_message_bytes is RESOURCE_EXHAUST
 }
 
 TEST_CASE(
-    "kvcache store capacity: LRU eviction end to end; a context larger than the store "
+    "kvcache store capacity: LRU eviction end to end, a context larger than the store "
     "is refused",
     "[harden][limits]") {
   const std::string inference = SharedInference().grpc_address;

@@ -471,7 +471,7 @@ TEST_CASE("Generate over KV chunks gives the same greedy tokens as over text") {
     REQUIRE(r.status.ok());
     CHECK(Agreement(r.ids, text.ids) >= 0.99);
   }
-  SECTION("CACHEGEN: levels OB and OC-r0 (default) >= 99 %; every level decodes") {
+  SECTION("CACHEGEN: levels OB and OC-r0 (default) >= 99 %, every level decodes") {
     // Level 0 (U32: 32 bins everywhere) is not the best quality on this model: its deep keys
     // get fewer bins than the calibrated tables give them (kv-anchors.md), so it is reported,
     // not asserted. Levels 3.. do not send layer 0: it is recomputed from the ids.

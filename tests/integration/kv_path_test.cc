@@ -15,7 +15,7 @@
 
 #include "common/rpc/channel.h"
 #include "ctxstream/v1/controller.grpc.pb.h"
-#include "tests/support/child_process.h"
+#include "tests/support/test_cluster.h"
 
 namespace ctx::testing {
 namespace {
@@ -29,32 +29,7 @@ std::string ReadPrefix(const std::string& path, size_t bytes) {
   return ss.str().substr(0, bytes);
 }
 
-struct AllInOne {
-  AllInOne() {
-    const std::string model = SourcePath("models/tiny-llama");
-    inference = StartService("inference", {"--model_dir=" + model, "--measure_speed=false"});
-    kvcache = StartService("kvcache", {"--inference=" + inference.grpc_address, "--store=memory",
-                                       "--codec_profile=" + model + "/kvcodec.profile"});
-    compressor = StartService("compressor", {"--model_dir=" + SourcePath("models/tiny-lingua2")});
-    controller = StartService(
-        "controller", {"--inference=" + inference.grpc_address, "--kvcache=" + kvcache.grpc_address,
-                       "--compressor=" + compressor.grpc_address});
-    stub = pb::Controller::NewStub(*rpc::MakeChannel(controller.grpc_address));
-  }
-
-  std::string Register(const std::string& text) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(240));
-    pb::RegisterContextRequest req;
-    req.set_text(text);
-    auto reader = stub->RegisterContext(&ctx, req);
-    pb::RegisterProgress p, last;
-    while (reader->Read(&p)) last = p;
-    REQUIRE(reader->Finish().ok());
-    REQUIRE(last.ready());
-    return last.context_id();
-  }
-
+struct AllInOne : TestCluster {
   // Greedy answer ids and the result of a query forced to `form` (and `level` for KV).
   std::pair<std::vector<int>, pb::QueryResult> Ask(const std::string& id, pb::Form form,
                                                    int level) {
@@ -79,9 +54,6 @@ struct AllInOne {
     REQUIRE(s.ok());
     return {ids, result};
   }
-
-  RunningService inference, kvcache, compressor, controller;
-  std::unique_ptr<pb::Controller::Stub> stub;
 };
 
 }  // namespace
@@ -96,8 +68,11 @@ TEST_CASE("Ingest -> Fetch -> Generate: KV answers agree with the text path", "[
   for (const std::string& doc : docs) {
     INFO(doc);
     // ~1,000-1,400 tokens of each document: 4-6 KV chunks of 256 tokens.
-    const std::string id =
+    const absl::StatusOr<std::string> registered =
         cluster.Register(ReadPrefix(SourcePath("tests/data/long_docs/" + doc), 4200));
+    INFO(registered.status().ToString());
+    REQUIRE(registered.ok());
+    const std::string& id = *registered;
     const auto [text_ids, text_result] = cluster.Ask(id, pb::FORM_TEXT, -1);
     REQUIRE(text_ids.size() == 16u);
     CHECK_FALSE(text_result.fell_back());

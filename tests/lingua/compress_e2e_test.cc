@@ -51,7 +51,7 @@ size_t CountChar(const std::string& s, char ch) {
   return static_cast<size_t>(std::count(s.begin(), s.end(), ch));
 }
 
-TEST_CASE("tiny-lingua2 compresses a paragraph near the rate; forced tokens survive",
+TEST_CASE("tiny-lingua2 compresses a paragraph near the rate, forced tokens survive",
           "[lingua][e2e]") {
   Fixture f;
   PromptCompressor pc(f.model.tokenizer.get(), f.scorer.get(), f.counter.get());

@@ -357,7 +357,7 @@ TEST_CASE("context-level filter keeps contexts with mean score >= percentile", "
   CHECK(Run(p, {"a b", "c d", "e f"}, o).compressed_prompt == "b\n\nd\n\nf");
 }
 
-TEST_CASE("target_token sets the global rate; rate 1 returns the text", "[lingua][rules]") {
+TEST_CASE("target_token sets the global rate, rate 1 returns the text", "[lingua][rules]") {
   const std::map<std::string, float> p{
       {kU + "a", 0.1f}, {kU + "b", 0.2f}, {kU + "c", 0.3f}, {kU + "d", 0.4f}, {kU + "e", 0.5f}};
   CompressOptions o;

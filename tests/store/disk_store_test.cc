@@ -71,7 +71,7 @@ TEST_CASE("disk store: conformance", "[store][disk]") {
   });
 }
 
-TEST_CASE("disk store: everything survives a reopen; layout is fanned out", "[store][disk]") {
+TEST_CASE("disk store: everything survives a reopen, layout is fanned out", "[store][disk]") {
   TempDir dir;
   {
     auto store = OpenOrDie(dir.path);

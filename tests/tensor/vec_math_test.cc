@@ -27,7 +27,7 @@ TEST_CASE("ExpApprox edges: -inf and far below give 0, far above is finite", "[t
   CHECK(ExpApprox(1000.0f) > 1e38f);
 }
 
-TEST_CASE("ErfApprox is within 5e-7 of erf; GELU within 1e-6", "[tensor][vec_math]") {
+TEST_CASE("ErfApprox is within 5e-7 of erf, GELU within 1e-6", "[tensor][vec_math]") {
   double worst_erf = 0, worst_gelu = 0;
   for (float x = -8.0f; x < 8.0f; x += 0.00091f) {
     worst_erf = std::max(worst_erf, std::fabs(ErfApprox(x) - std::erf(static_cast<double>(x))));

@@ -1,0 +1,55 @@
+#include "tests/support/test_cluster.h"
+
+#include "absl/status/status.h"
+#include "common/rpc/channel.h"
+#include "services/controller/client/controller_client.h"
+
+namespace ctx::testing {
+namespace {
+
+std::vector<std::string> Concat(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+}  // namespace
+
+TestCluster::TestCluster(const ClusterOptions& options) {
+  const std::string model = SourcePath("models/tiny-llama");
+  inference = StartService("inference", Concat({"--model_dir=" + model, "--measure_speed=false"},
+                                               options.inference_args));
+  kvcache =
+      StartService("kvcache", Concat({"--inference=" + inference.grpc_address, "--store=memory",
+                                      "--codec_profile=" + model + "/kvcodec.profile"},
+                                     options.kvcache_args));
+  if (options.with_compressor) {
+    compressor =
+        StartService("compressor", Concat({"--model_dir=" + SourcePath("models/tiny-lingua2"),
+                                           "--target_tokenizer=" + model + "/tokenizer.model"},
+                                          options.compressor_args));
+  }
+  controller = StartService("controller", Concat({"--inference=" + inference.grpc_address,
+                                                  "--kvcache=" + kvcache.grpc_address,
+                                                  "--compressor=" + compressor.grpc_address},
+                                                 options.controller_args));
+  stub = ctxstream::v1::Controller::NewStub(*rpc::MakeChannel(controller.grpc_address));
+}
+
+absl::StatusOr<std::string> RegisterContext(const std::string& controller_address,
+                                            const std::string& text, double timeout_seconds) {
+  client::ClientOptions options;
+  options.target = controller_address;
+  options.stream_timeout_seconds = timeout_seconds;
+  absl::StatusOr<std::unique_ptr<client::ControllerClient>> c =
+      client::ControllerClient::Connect(options);
+  if (!c.ok()) return c.status();
+  absl::StatusOr<client::Registered> r = (*c)->Register(text);
+  if (!r.ok()) return r.status();
+  if (!r->kv_ready) {
+    return absl::FailedPreconditionError("context " + r->context_id +
+                                         " registered but its KV is not ready: " + r->message);
+  }
+  return r->context_id;
+}
+
+}  // namespace ctx::testing

@@ -1,0 +1,41 @@
+// The all-in-one cluster for end-to-end tests: inference, kvcache (memory store), compressor
+// and controller on ephemeral loopback ports with the bundled models, like
+// scripts/quickstart.sh but disposable.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "ctxstream/v1/controller.grpc.pb.h"
+#include "tests/support/child_process.h"
+
+namespace ctx::testing {
+
+// Registers `text` with the controller at `controller_address` (plaintext, no API key) through
+// ctx::client::ControllerClient; the context id once its KV is ready, else the error with the
+// stream's last progress message.
+absl::StatusOr<std::string> RegisterContext(const std::string& controller_address,
+                                            const std::string& text, double timeout_seconds = 240);
+
+struct ClusterOptions {
+  // Appended to each service's default flags (a later flag overrides an earlier one).
+  std::vector<std::string> inference_args, kvcache_args, compressor_args, controller_args;
+  bool with_compressor = true;  // false: the controller runs with --compressor= (no ctext)
+};
+
+struct TestCluster {
+  explicit TestCluster(const ClusterOptions& options = {});
+
+  // RegisterContext on this cluster's controller.
+  absl::StatusOr<std::string> Register(const std::string& text,
+                                       double timeout_seconds = 240) const {
+    return RegisterContext(controller.grpc_address, text, timeout_seconds);
+  }
+
+  RunningService inference, kvcache, compressor, controller;
+  std::unique_ptr<ctxstream::v1::Controller::Stub> stub;  // to controller, plaintext
+};
+
+}  // namespace ctx::testing
