@@ -62,6 +62,9 @@ echo "== query as text =="
 "${CTL[@]}" query --context_id="$CONTEXT_ID" --question="$QUESTION" --form=text --max_tokens=24
 echo "== query with a 0.5 s TTFT SLO (the controller chooses) =="
 "${CTL[@]}" query --context_id="$CONTEXT_ID" --question="$QUESTION" --slo=0.5 --max_tokens=24
+echo "== query, fastest option within a 1 % quality-loss floor (KV at a level) =="
+"${CTL[@]}" query --context_id="$CONTEXT_ID" --question="$QUESTION" --objective=fastest \
+  --quality_floor=0.01 --max_tokens=24
 echo "== query as compressed text =="
 "${CTL[@]}" query --context_id="$CONTEXT_ID" --question="$QUESTION" --form=ctext --max_tokens=24
 

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/codec/baselines.h"
+#include "common/codec/wire_format.h"
 #include "common/obs/service_metrics.h"
 #include "common/rpc/channel.h"
 #include "common/rpc/kv_parts.h"
@@ -32,6 +33,20 @@ struct Target {
   pb::KvEncoding encoding;
   int32_t level;  // profile level for CACHEGEN, -1 for baselines
 };
+
+// Whether a stored blob can be reused as this target's encoding by the current build: it
+// parses (magic, this wire version, checksum) and names the target's level and, when it
+// uses profile tables, the tables this node's profile has. A blob written by an older
+// format or profile is re-encoded instead of being served to a decoder that rejects it.
+bool StoredBlobIsCurrent(const std::string& blob, const Target& target,
+                         const codec::KvCodec& codec) {
+  absl::StatusOr<codec::ParsedChunk> parsed = codec::ParseChunk(blob);
+  if (!parsed.ok()) return false;
+  const codec::ChunkHeader& h = parsed->header;
+  if (target.encoding != pb::KV_ENCODING_CACHEGEN) return true;
+  if (h.level != target.level) return false;
+  return h.profile_hash == 0 || h.profile_hash == codec.profile().TablesHash();
+}
 
 std::string EncodingName(pb::KvEncoding e, int32_t level) {
   switch (e) {
@@ -242,7 +257,8 @@ absl::Status KvCacheCore::Ingest(
       keys.push_back(BlobKeyFor(c->ref().chunk_hash(), t.encoding, t.level));
     const std::vector<absl::StatusOr<std::string>> blobs = store_->GetMany(keys);
     for (size_t k = 0; k < targets.size() && all; ++k) {
-      if (k >= blobs.size() || !blobs[k].ok()) {
+      if (k >= blobs.size() || !blobs[k].ok() ||
+          !StoredBlobIsCurrent(*blobs[k], targets[k], codec)) {
         all = false;
         break;
       }

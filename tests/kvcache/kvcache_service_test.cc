@@ -13,6 +13,7 @@
 #include "common/codec/codec.h"
 #include "common/codec/profile.h"
 #include "common/codec/quantizer.h"
+#include "common/codec/wire_format.h"
 #include "common/rpc/kv_parts.h"
 #include "common/store/disk_store.h"
 #include "common/tensor/dtype.h"
@@ -456,6 +457,52 @@ TEST_CASE("kvcache: disk store survives a restart, missing blobs are NOT_FOUND, 
   CHECK(s2.error_code() == grpc::StatusCode::NOT_FOUND);
   CHECK(s2.error_message().find("no longer in the store") != std::string::npos);
   CHECK(b2.size() == 1);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("kvcache: a stored blob of another wire version is re-encoded, never reused") {
+  FixtureInference inference(&TinyLlama());
+  FixtureServer server(&inference);
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("kvcache_stale_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  const std::vector<int32_t> a = DocTokens(512);  // two 256-token chunks
+  const std::vector<std::string> flags = {"--store=disk", "--store_dir=" + dir.string()};
+  pb::Manifest m;
+  {
+    KvCacheProc kv = StartKvCache(server.address(), flags);
+    IngestResult r = Ingest(*kv.stub, "t1", "doc", a, false, {0});
+    REQUIRE(r.status.ok());
+    m = r.events.back().manifest();
+    kv.svc.process->Signal(SIGKILL);
+    kv.svc.process->WaitExit(5s);
+  }
+  const store::BlobKey key =
+      BlobKeyFor(m.chunks(0).ref().chunk_hash(), pb::KV_ENCODING_CACHEGEN, 0);
+  {  // Chunk 0 as an older build wrote it: same bytes, wire version 1.
+    auto store = store::DiskStore::Open(dir);
+    REQUIRE(store.ok());
+    absl::StatusOr<std::string> blob = (*store)->Get(key);
+    REQUIRE(blob.ok());
+    std::string old = *blob;
+    old[4] = 1;
+    old[5] = 0;
+    REQUIRE_FALSE(codec::ParseChunk(old).ok());
+    REQUIRE((*store)->Put(key, old).ok());
+  }
+  {
+    KvCacheProc kv = StartKvCache(server.address(), flags);
+    IngestResult again = Ingest(*kv.stub, "t1", "doc-again", a, false, {0});
+    REQUIRE(again.status.ok());
+    CHECK(again.events.back().chunks_reused() == 1);  // chunk 1 only; chunk 0 re-encoded
+    kv.svc.process->Signal(SIGKILL);
+    kv.svc.process->WaitExit(5s);
+  }
+  auto store = store::DiskStore::Open(dir);
+  REQUIRE(store.ok());
+  absl::StatusOr<std::string> blob = (*store)->Get(key);
+  REQUIRE(blob.ok());
+  CHECK(codec::ParseChunk(*blob).ok());
   std::filesystem::remove_all(dir);
 }
 
