@@ -15,6 +15,7 @@
 #include "ctxstream/v1/controller.grpc.pb.h"
 #include "ctxstream/v1/kvcache.grpc.pb.h"
 #include "tests/support/child_process.h"
+#include "tests/support/kvcache_calls.h"
 
 namespace ctx::harden {
 
@@ -36,27 +37,14 @@ std::vector<int32_t> DocTokens(int n, int offset = 0);
 // The first `bytes` bytes of tests/data/long_docs/<name>.
 std::string DocText(const std::string& name, size_t bytes);
 
-struct IngestResult {
-  grpc::Status status;
-  std::vector<pb::IngestProgress> events;
-};
-pb::IngestRequest IngestRequestFor(const std::string& tenant, const std::string& id,
-                                   const std::vector<int32_t>& tokens, std::vector<int> levels,
-                                   bool baselines);
-IngestResult Ingest(pb::KvCache::Stub& stub, const pb::IngestRequest& request);
+// kvcache calls shared with tests/kvcache (tests/support/kvcache_calls.h).
+using ctx::testing::AllItems;
+using ctx::testing::Fetch;
+using ctx::testing::FetchItem;
+using ctx::testing::Ingest;
+using ctx::testing::IngestRequestFor;
+using ctx::testing::IngestResult;
 
-struct FetchItem {
-  uint32_t chunk;
-  pb::KvEncoding encoding;
-  int32_t level;
-};
-// Fetches `items` over one stream: the bytes of each chunk served, and the stream's status.
-std::pair<grpc::Status, std::vector<std::string>> Fetch(pb::KvCache::Stub& stub,
-                                                        const std::string& tenant,
-                                                        const std::string& id,
-                                                        const std::vector<FetchItem>& items);
-// Every (chunk, encoding, level) a manifest lists.
-std::vector<FetchItem> AllItems(const pb::Manifest& m);
 // The codec kvcache uses (models/tiny-llama/kvcodec.profile).
 const codec::KvCodec& ProfileCodec();
 

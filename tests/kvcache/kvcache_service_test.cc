@@ -25,6 +25,7 @@
 #include "tests/kvcache/fixture_inference.h"
 #include "tests/store/redis_server.h"
 #include "tests/support/child_process.h"
+#include "tests/support/kvcache_calls.h"
 
 namespace ctx::kvcache::testing {
 namespace {
@@ -90,80 +91,16 @@ KvCacheProc StartKvCache(const std::string& inference, std::vector<std::string> 
   return p;
 }
 
-struct IngestResult {
-  grpc::Status status;
-  std::vector<pb::IngestProgress> events;
-};
+using ctx::testing::Fetch;
+using ctx::testing::FetchItem;
+using ctx::testing::IngestRequestFor;
+using ctx::testing::IngestResult;
 
 IngestResult Ingest(pb::KvCache::Stub& stub, const std::string& tenant, const std::string& id,
                     const std::vector<int32_t>& tokens, bool baselines = true,
                     std::vector<int> levels = {}) {
-  pb::IngestRequest req;
-  req.set_tenant(tenant);
-  req.set_context_id(id);
-  for (int32_t t : tokens) req.mutable_tokens()->add_ids(t);
-  req.set_chunk_tokens(kChunk);
-  req.set_keep_baselines(baselines);
-  for (int l : levels) req.add_levels(l);
-  grpc::ClientContext ctx;
-  auto reader = stub.Ingest(&ctx, req);
-  IngestResult r;
-  pb::IngestProgress p;
-  while (reader->Read(&p)) r.events.push_back(p);
-  r.status = reader->Finish();
-  return r;
-}
-
-struct FetchItem {
-  uint32_t chunk;
-  pb::KvEncoding encoding;
-  int32_t level;
-};
-
-// Fetches `items` over one bidi stream; the bytes of each chunk, or the stream's error.
-std::pair<grpc::Status, std::vector<std::string>> Fetch(pb::KvCache::Stub& stub,
-                                                        const std::string& tenant,
-                                                        const std::string& id,
-                                                        const std::vector<FetchItem>& items) {
-  grpc::ClientContext ctx;
-  auto stream = stub.Fetch(&ctx);
-  std::vector<std::string> out;
-  rpc::KvPartAssembler assembler(64 << 20);
-  bool first = true;
-  for (const FetchItem& it : items) {
-    pb::FetchRequest req;
-    if (first) {
-      req.set_tenant(tenant);
-      req.set_context_id(id);
-      first = false;
-    }
-    req.set_chunk_index(it.chunk);
-    req.set_encoding(it.encoding);
-    req.set_level(it.level);
-    if (!stream->Write(req)) break;
-    pb::FetchResponse resp;
-    bool got = false;
-    while (stream->Read(&resp)) {
-      REQUIRE(resp.part().data().size() <= rpc::kMaxKvPartBytes);
-      auto c = assembler.Add(resp.part());
-      REQUIRE(c.ok());
-      if (c->has_value()) {
-        CHECK((*c)->ref.chunk_index() == it.chunk);
-        out.push_back((*c)->bytes);
-        got = true;
-        break;
-      }
-    }
-    if (!got) break;
-  }
-  pb::FetchRequest done;
-  done.set_done(true);
-  stream->Write(done);
-  stream->WritesDone();
-  pb::FetchResponse ignored;
-  while (stream->Read(&ignored)) {
-  }
-  return {stream->Finish(), out};
+  return ctx::testing::Ingest(
+      stub, IngestRequestFor(tenant, id, tokens, std::move(levels), baselines, kChunk));
 }
 
 // In-process KV of tokens[a, b) as [layer][K|V][T][C] float32.
