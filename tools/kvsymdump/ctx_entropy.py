@@ -126,8 +126,9 @@ def features(Q, tin, reps, sc, m, A, sc_edges):
     return f
 
 
-def cost_bits(Qtr, ctr, nctx, Qev, cev, A, alpha=ALPHA, per_channel=True):
-    """Held-out bits of Qev under static tables per (channel, context) counted on Qtr."""
+def cost_bits(Qtr, ctr, nctx, Qev, cev, A, alpha=ALPHA, per_channel=True, rows=False):
+    """Held-out bits of Qev under static tables per (channel, context) counted on Qtr (with
+    rows: bits per row of Qev)."""
     C = Qtr.shape[1]
     ch_tr = np.broadcast_to(np.arange(C), Qtr.shape) if per_channel else np.zeros_like(Qtr)
     ch_ev = np.broadcast_to(np.arange(C), Qev.shape) if per_channel else np.zeros_like(Qev)
@@ -140,7 +141,7 @@ def cost_bits(Qtr, ctr, nctx, Qev, cev, A, alpha=ALPHA, per_channel=True):
         cnt = cnt + alpha * p0
     f = normalize(cnt.reshape(nch * nctx, A)).reshape(nch, nctx, A)
     bits = SPARE_BITS - np.log2(f[ch_ev, cev, Qev])
-    return bits.sum(), nch * nctx
+    return (bits.sum(1) if rows else bits.sum()), nch * nctx
 
 
 def adaptive_bits(Qtr, Qev, tin_ev, A, prior_w):
@@ -178,6 +179,9 @@ def main():
         print(f"# eval rows whose token id occurred earlier {name}: {rows / n_ev:.3f}")
     print(f"# eval: {n_ev} rows x {C} channels x {S} slots; calib: {sum(len(i) for i in tr[0])} rows")
     res = {}  # (slot, bins) -> {candidate: (bits, tables)}
+    kb3, vb3 = LEVELS["L3 OC-r0"]
+    l3_pairs = {(2 * l + p, b) for l in range(len(kb3)) for p, b in ((0, kb3[l]), (1, vb3[l])) if b}
+    doc_base, doc_rep = np.zeros(n_ev), np.zeros(n_ev)  # L3 bits per eval row
     for p, (slot, bins) in enumerate(pairs):
         m, A = bins // 2 - 1, bins - 1
         sc_tr = np.concatenate([s[slot] for s in tr[1]])
@@ -206,6 +210,12 @@ def main():
             pc, _ = cost_bits(Qtr[htr], qtr[htr], A, Qev[hev], qev[hev], A)
             po, _ = cost_bits(Qtr[htr], qtr[htr], A, Qev[hev], qev[hev], A, per_channel=False)
             r[f"(c) repeat in {rname}: q_rep per ch, else order-0"] = (pc + o0, C * (A + 1))
+            if rname == "chunk" and (slot, bins) in l3_pairs:
+                doc_base += cost_bits(Qtr, zero_tr, 1, Qev, zero_ev, A, rows=True)[0]
+                doc_rep[~hev] += cost_bits(Qtr[ntr], zero_tr[ntr], 1, Qev[nev], zero_ev[nev], A,
+                                           rows=True)[0]
+                doc_rep[hev] += cost_bits(Qtr[htr], qtr[htr], A, Qev[hev], qev[hev], A,
+                                          per_channel=False, rows=True)[0]
             r[f"(c) repeat in {rname}: q_rep pooled, else order-0"] = (po + o0, A + C)
             r[f"(c)+(a5) repeat in {rname}: q_rep per ch, else prev 5+1"] = (pc + a5b, C * (A + 6))
             r[f"(c)+(a5) repeat in {rname}: q_rep pooled, else prev 5+1"] = (po + a5b, A + 6 * C)
@@ -226,6 +236,14 @@ def main():
         for key, r in res.items():
             r[h] = r[vname if key[0] & 1 else kname]
     names = list(next(iter(res.values())).keys())
+    print("\nPer long document, L3 payload bits/el: order-0 -> (c) repeat in chunk, pooled:")
+    start = 0
+    for k, ids in enumerate(ev[0]):
+        sl, el = slice(start, start + len(ids)), len(ids) * C * S
+        print(f"#   doc {k:2d}: ids repeated in chunk {(pos_ev[k][1] >= 0).mean():.2f}, "
+              f"{doc_base[sl].sum() / el:.3f} -> {doc_rep[sl].sum() / el:.3f} "
+              f"(-{(doc_base[sl].sum() - doc_rep[sl].sum()) / el:.3f})")
+        start += len(ids)
     print("\nPayload bits/element (all 12 slots' elements), held-out long docs:")
     hdr = "| candidate | L3 tables (decode LUT, largest slot) | " + " | ".join(LEVELS) + " |"
     print(hdr)
