@@ -6,6 +6,13 @@
 //                                    [--repeat N   (tile the tokens N times: speed only)]
 //                                    [--holdout 1  (profile from the first half of the tokens)]
 //                                    [--threads N  (parallel decode scaling up to N threads)]
+//                                    [--ids copy|tiled|none  (token ids, see below)]
+//
+// Token ids (input_ids of the file, if any) let the encoder use repeat contexts. With
+// --repeat N, `copy` (default) renumbers each tiled copy's ids so that ids repeat only within
+// a copy (the golden 64 tokens: 15 repeated rows, 23 %), `tiled` repeats them across copies
+// (~95 % repeated rows, identical KV: flatters repeat contexts), `none` encodes without ids
+// (order-0 coding as before repeat contexts: the "before" of a comparison in the same build).
 //
 // The profile tables are built from the same KV (in-sample, like the tests) unless
 // --tables chunk forces per-chunk tables. MB/s are of raw-fp16-equivalent bytes (2 per element).
@@ -26,6 +33,7 @@
 #include "common/codec/codec.h"
 #include "common/codec/level_table.h"
 #include "common/codec/rans_decoder.h"
+#include "common/codec/repeat_map.h"
 #include "common/tensor/safetensors.h"
 
 using namespace ctx::codec;
@@ -36,6 +44,7 @@ struct Kv {
   KvGeometry geometry;
   uint32_t tokens = 0;
   std::vector<float> data;
+  std::vector<int32_t> ids;  // [tokens] or empty
 };
 
 Kv LoadKv(const std::string& path) {
@@ -68,6 +77,14 @@ Kv LoadKv(const std::string& path) {
         for (int tt = 0; tt < t; ++tt)
           for (int dd = 0; dd < d; ++dd)
             dst[tt * c + hh * d + dd] = (*values)[(static_cast<size_t>(hh) * t + tt) * d + dd];
+    }
+  }
+  const auto* ids = (*file)->Find("input_ids");
+  if (ids && ids->dtype == ctx::tensor::DType::kI64 && ids->NumElements() == t) {
+    for (int i = 0; i < t; ++i) {
+      int64_t id;
+      std::memcpy(&id, ids->bytes.data() + 8 * i, 8);
+      kv.ids.push_back(static_cast<int32_t>(id));
     }
   }
   return kv;
@@ -104,6 +121,7 @@ Kv Slice(const Kv& kv, uint32_t begin, uint32_t count) {
     const float* src = kv.data.data() + (slot * static_cast<size_t>(kv.tokens) + begin) * c;
     out.data.insert(out.data.end(), src, src + count * c);
   }
+  if (!kv.ids.empty()) out.ids.assign(kv.ids.begin() + begin, kv.ids.begin() + begin + count);
   return out;
 }
 
@@ -132,6 +150,7 @@ int main(int argc, char** argv) {
   double min_seconds = 0.3;
   int repeat = 1;
   bool holdout = false;
+  std::string ids_mode = "copy";
   int max_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--kv")) path = argv[i + 1];
@@ -140,6 +159,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--repeat")) repeat = std::max(1, std::atoi(argv[i + 1]));
     if (!std::strcmp(argv[i], "--holdout")) holdout = std::atoi(argv[i + 1]) != 0;
     if (!std::strcmp(argv[i], "--threads")) max_threads = std::max(1, std::atoi(argv[i + 1]));
+    if (!std::strcmp(argv[i], "--ids")) ids_mode = argv[i + 1];
   }
   Kv kv = LoadKv(path);
   Kv train = kv;
@@ -160,14 +180,26 @@ int main(int argc, char** argv) {
       }
     }
     kv.data = std::move(tiled);
+    if (!kv.ids.empty()) {
+      const int32_t span = *std::max_element(kv.ids.begin(), kv.ids.end()) + 1;
+      std::vector<int32_t> ids;
+      for (int r = 0; r < repeat; ++r) {
+        for (int32_t id : kv.ids) ids.push_back(ids_mode == "tiled" ? id : id + r * span);
+      }
+      kv.ids = std::move(ids);
+    }
     kv.tokens *= repeat;
   }
+  if (ids_mode == "none") kv.ids.clear(), train.ids.clear();
+  size_t repeated_rows = 0;
+  for (int32_t r : RepeatRows(kv.ids)) repeated_rows += r != kNoRepeat;
   ModelFingerprint fp{};
   KvChunkView view;
   view.geometry = kv.geometry;
   view.token_count = kv.tokens;
   view.fingerprint = fp;
   view.data = kv.data;
+  view.token_ids = kv.ids;
   const double elements = static_cast<double>(view.NumElements());
   const double fp16_mb = elements * 2 / 1e6;
 
@@ -175,6 +207,7 @@ int main(int argc, char** argv) {
   KvChunkView train_view = view;
   train_view.token_count = train.tokens;
   train_view.data = train.data;
+  train_view.token_ids = train.ids;
   if (!builder.AddChunk(holdout ? train_view : view).ok()) return 1;
   CodecProfile profile = builder.Build();
   if (tables == "chunk") profile.tables.clear();
@@ -185,6 +218,8 @@ int main(int argc, char** argv) {
 
   std::printf("KV: %s  layers=%d kv_heads=%d head_dim=%d tokens=%u elements=%.0f\n", path.c_str(),
               kv.geometry.layers, kv.geometry.kv_heads, kv.geometry.head_dim, kv.tokens, elements);
+  std::printf("token ids: %s (%zu of %u rows repeat an earlier id of the chunk)\n",
+              kv.ids.empty() ? "none" : ids_mode.c_str(), repeated_rows, kv.tokens);
   std::printf("tables: %s (profile built %s)\n\n", tables.c_str(),
               holdout ? "from the first half of the tokens; rows measure the second half"
                       : "in-sample from this KV");
@@ -271,14 +306,15 @@ int main(int argc, char** argv) {
     row(name.c_str(), bytes.size(), 8.0 * stats.stream_bytes / elements,
         8.0 * (stats.total_bytes - stats.stream_bytes) / elements, ek, ev, enc, dec, dec_scalar);
     std::printf(
-        "%-12s   scales %.3f  tables %.3f  header+dir %.3f bits/el; %d slots with chunk "
-        "tables\n",
+        "%-12s   scales %.3f  tables %.3f  repeat map %.3f  header+dir %.3f bits/el; %d slots "
+        "with chunk tables, %d with repeat contexts\n",
         "", 8.0 * stats.scale_bytes / elements, 8.0 * stats.table_bytes / elements,
-        8.0 * stats.header_bytes / elements, stats.slots_with_chunk_tables);
+        8.0 * stats.repeat_bytes / elements, 8.0 * stats.header_bytes / elements,
+        stats.slots_with_chunk_tables, stats.slots_with_repeat);
   }
   std::printf(
-      "\npayload = rANS symbols; side = scales + chunk tables + header, section and slot "
-      "directories, rANS lane states.\n");
+      "\npayload = rANS symbols; side = scales + chunk tables + repeat map + header, section "
+      "and slot directories, rANS lane states.\n");
 
   // Parallel decode (KvCodec::DecodeChunks): 4 chunks per thread at the default level. Wall
   // time (parallelism is about wall time) and process CPU time; noisy on a shared machine.

@@ -37,11 +37,14 @@ absl::StatusOr<KvCodec> KvCodec::Create(CodecProfile profile) {
     p.slot = t.slot;
     p.bins = t.bins;
     p.alphabet = AlphabetSize(t.bins);
-    p.enc = BuildEncodeSymbols(t.freqs, p.alphabet);
-    p.cost.resize(t.freqs.size());
-    for (size_t i = 0; i < t.freqs.size(); ++i)
-      p.cost[i] = static_cast<float>(SymbolCostBits(t.freqs[i]));
-    p.dec = RansDecodeTables::Build(t.freqs, p.alphabet);
+    p.repeat = !t.repeat_freqs.empty();
+    std::vector<uint16_t> freqs = t.freqs;
+    freqs.insert(freqs.end(), t.repeat_freqs.begin(), t.repeat_freqs.end());
+    p.enc = BuildEncodeSymbols(freqs, p.alphabet);
+    p.cost.resize(freqs.size());
+    for (size_t i = 0; i < freqs.size(); ++i)
+      p.cost[i] = static_cast<float>(SymbolCostBits(freqs[i]));
+    p.dec = RansDecodeTables::Build(freqs, p.alphabet);
     prepared->tables.push_back(std::move(p));
   }
   KvCodec codec;

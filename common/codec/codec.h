@@ -24,10 +24,17 @@ namespace ctx::codec {
 
 // How each slot's probability tables are chosen (kAuto: whichever codes the slot smallest,
 // counting the bytes of tables carried in the chunk; profile tables cost nothing).
-enum class TableChoice { kAuto, kProfile, kChunkPerChannel, kChunkShared };
+// kProfile: the profile's order-0 tables only; kProfileRepeat: the profile's tables with repeat
+// contexts on every slot (needs the chunk's token ids and repeat tables in the profile).
+enum class TableChoice { kAuto, kProfile, kChunkPerChannel, kChunkShared, kProfileRepeat };
 
-// Per-slot table mode on the wire.
-enum class TableMode : uint8_t { kProfile = 0, kChunkPerChannel = 1, kChunkShared = 2 };
+// Per-slot table mode on the wire (mode 3: profile tables + repeat contexts, repeat_map.h).
+enum class TableMode : uint8_t {
+  kProfile = 0,
+  kChunkPerChannel = 1,
+  kChunkShared = 2,
+  kProfileRepeat = 3
+};
 
 struct EncodeOptions {
   KvDType dtype = KvDType::kF16;  // dtype the receiver wants the KV in (recorded only)
@@ -50,9 +57,11 @@ struct EncodeStats {
   size_t header_bytes = 0;  // header + section/slot directories + rANS lane states
   size_t scale_bytes = 0;   // rans: per slot 4 bytes of grid + 1 byte per token
   size_t table_bytes = 0;   // tables carried in the chunk
+  size_t repeat_bytes = 0;  // rans: the repeat map (side information; 0 if no slot uses it)
   size_t stream_bytes = 0;  // entropy-coded symbols' words (or raw values for baselines)
   size_t total_bytes = 0;
   int slots_with_chunk_tables = 0;
+  int slots_with_repeat = 0;  // slots coded with repeat contexts (table mode 3)
 };
 
 struct PreparedTables;  // rANS encode/decode forms of the profile tables (codec.cc)

@@ -12,6 +12,7 @@
 #include "common/codec/prepared_tables.h"
 #include "common/codec/quantizer.h"
 #include "common/codec/rans_decoder.h"
+#include "common/codec/repeat_map.h"
 
 namespace ctx::codec {
 
@@ -30,7 +31,7 @@ struct SlotPlan {
 
 absl::Status KvCodec::DecodeRans(const ChunkHeader& h, absl::string_view payload,
                                  std::span<float> out) const {
-  auto sections_or = ReadSections(payload, 4);
+  auto sections_or = ReadSections(payload, 5);
   if (!sections_or.ok()) return sections_or.status();
   const std::vector<absl::string_view>& sec = *sections_or;
   const int channels = h.geometry.channels();
@@ -47,19 +48,20 @@ absl::Status KvCodec::DecodeRans(const ChunkHeader& h, absl::string_view payload
   std::vector<RansDecodeTables> chunk_tables;
   chunk_tables.reserve(present);  // plans point into it: no reallocation
   std::vector<uint16_t> freqs;
+  bool any_repeat = false;
   for (int slot = 0; slot < h.geometry.slots(); ++slot) {
     if (!h.SlotPresent(slot)) continue;
     SlotPlan p;
     p.slot = slot;
     p.bins = 2 * dir.U8();
     const uint8_t mode = dir.U8();
-    if (!dir.ok() || !ValidBins(p.bins) || mode > 2) {
+    if (!dir.ok() || !ValidBins(p.bins) || mode > 3) {
       return absl::DataLossError(absl::StrCat("KV chunk: slot ", slot, " directory entry invalid"));
     }
     p.mode = static_cast<TableMode>(mode);
     p.scales = reinterpret_cast<const uint8_t*>(sec[1].data()) + plans.size() * scale_entry;
     const int a = AlphabetSize(p.bins);
-    if (p.mode == TableMode::kProfile) {
+    if (p.mode == TableMode::kProfile || p.mode == TableMode::kProfileRepeat) {
       // The tables are [C][A] for the profile's geometry: a chunk naming them with another
       // geometry (the hash covers the profile's geometry, not the chunk's) would index past
       // them (heap overflow found by tests/fuzz).
@@ -71,6 +73,10 @@ absl::Status KvCodec::DecodeRans(const ChunkHeader& h, absl::string_view payload
       }
       const PreparedSlotTable* t = prepared_->Find(slot, p.bins);
       if (!t) return absl::DataLossError("KV chunk refers to a profile table that does not exist");
+      if (p.mode == TableMode::kProfileRepeat && !t->repeat) {
+        return absl::DataLossError("KV chunk refers to profile repeat tables that do not exist");
+      }
+      any_repeat |= p.mode == TableMode::kProfileRepeat;
       p.tables = &t->dec;
     } else {
       const int count = p.mode == TableMode::kChunkPerChannel ? channels : 1;
@@ -88,6 +94,16 @@ absl::Status KvCodec::DecodeRans(const ChunkHeader& h, absl::string_view payload
   if (tables.remaining() != 0) {
     return absl::DataLossError("KV chunk: tables section has trailing bytes");
   }
+  // Repeat map: present exactly when some slot uses repeat contexts; every entry names an
+  // earlier row (so the decoder only ever reads symbols it has decoded).
+  std::vector<int32_t> rep_rows;
+  if (any_repeat) {
+    if (absl::Status s = ReadRepeatMap(sec[4], t_count, &rep_rows); !s.ok()) return s;
+  } else if (!sec[4].empty()) {
+    return absl::DataLossError("KV chunk: repeat map without a slot that uses it");
+  }
+  static thread_local std::vector<uint8_t> rep_symbols;  // one slot's decoded symbols [T][C]
+  if (any_repeat && rep_symbols.size() < per_slot) rep_symbols.resize(per_slot);
 
   // Decode each slot straight into dequantized floats (row_step = s_code / MAX per token).
   RansDecoder rans;
@@ -112,8 +128,12 @@ absl::Status KvCodec::DecodeRans(const ChunkHeader& h, absl::string_view payload
     const float max_q = static_cast<float>(MaxQ(p.bins));
     const uint8_t* codes = p.scales + 4;
     for (size_t t = 0; t < t_count; ++t) row_step[t] = scale[codes[t]] / max_q;
-    if (absl::Status s = rans.BlockDequantize(t_count, channels, *p.tables, p.table_stride,
-                                              MaxQ(p.bins), row_step.data(), dst);
+    if (absl::Status s = p.mode == TableMode::kProfileRepeat
+                             ? rans.BlockDequantizeRepeat(t_count, channels, *p.tables,
+                                                          MaxQ(p.bins), row_step.data(),
+                                                          rep_rows.data(), rep_symbols.data(), dst)
+                             : rans.BlockDequantize(t_count, channels, *p.tables, p.table_stride,
+                                                    MaxQ(p.bins), row_step.data(), dst);
         !s.ok()) {
       return absl::DataLossError(absl::StrCat("KV chunk slot ", slot, ": ", s.message()));
     }

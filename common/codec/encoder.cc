@@ -6,6 +6,8 @@
 //   1 scales         : per present slot: u16 lo (fp16), u16 ratio_m, T u8 scale codes
 //   2 chunk tables   : per present slot with mode 1: C tables, mode 2: 1 table (freq_table.h)
 //   3 stream         : one rANS stream (rans_encoder.h), the present slots' blocks in slot order
+//   4 repeat map     : with a mode-3 slot: per row, the earlier row with its token id
+//   (repeat_map.h)
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -20,6 +22,7 @@
 #include "common/codec/prepared_tables.h"
 #include "common/codec/quantizer.h"
 #include "common/codec/rans_encoder.h"
+#include "common/codec/repeat_map.h"
 #include "common/codec/wire_format.h"
 
 namespace ctx::codec {
@@ -91,6 +94,26 @@ void ChunkTableLowerBounds(const std::vector<uint32_t>& hist, int channels, int 
   *shared = pooled_bits + 8.0 * a;
 }
 
+// Bits to code one slot's symbols [T][C] with repeat contexts: rows without an earlier same-id
+// row under their channel's table, the others under table C + q_rep (cost: [C + A][A]).
+double RepeatCostBits(const uint8_t* sym, size_t rows, int channels, int a, const float* cost,
+                      const std::vector<int32_t>& rep) {
+  const float* rep_cost = cost + static_cast<size_t>(channels) * a;
+  double bits = 0;
+  for (size_t t = 0; t < rows; ++t) {
+    const uint8_t* row = sym + t * channels;
+    float b = 0;
+    if (rep[t] == kNoRepeat) {
+      for (int c = 0; c < channels; ++c) b += cost[static_cast<size_t>(c) * a + row[c]];
+    } else {
+      const uint8_t* prev = sym + static_cast<size_t>(rep[t]) * channels;
+      for (int c = 0; c < channels; ++c) b += rep_cost[static_cast<size_t>(prev[c]) * a + row[c]];
+    }
+    bits += b;
+  }
+  return bits;
+}
+
 // What the encoder decided for one present slot.
 struct SlotCode {
   int slot = 0;
@@ -159,7 +182,19 @@ absl::StatusOr<std::string> KvCodec::EncodeImpl(const KvChunkView& chunk, const 
   }
   if (codes.empty()) return absl::InvalidArgumentError("level sends no slot at all");
 
-  std::string dir, scales, tables, stream;
+  // Repeat contexts need the token ids and at least one repeated id.
+  std::vector<int32_t> rep_rows;
+  bool any_repeat = false;
+  if (!chunk.token_ids.empty()) {
+    rep_rows = RepeatRows(chunk.token_ids);
+    for (int32_t r : rep_rows) any_repeat |= r != kNoRepeat;
+  }
+  if (options.tables == TableChoice::kProfileRepeat && chunk.token_ids.empty()) {
+    return absl::InvalidArgumentError("repeat contexts need the chunk's token ids");
+  }
+  double repeat_saving = 0;  // bits mode 3 saves over mode 0, over the slots that chose it
+
+  std::string dir, scales, tables, stream, repeat_map;
   ByteWriter dir_w(&dir), table_w(&tables);
   static thread_local std::vector<uint8_t> symbols;  // reused: avoids page faults per call
   if (symbols.size() < codes.size() * per_slot) symbols.resize(codes.size() * per_slot);
@@ -184,18 +219,25 @@ absl::StatusOr<std::string> KvCodec::EncodeImpl(const KvChunkView& chunk, const 
     // Candidate tables and their cost in bits (chunk tables pay for their own bytes).
     const PreparedSlotTable* prof = prepared_->Find(slot, bins);
     constexpr double kInf = std::numeric_limits<double>::infinity();
-    double prof_bits = kInf, chan_bits = kInf, shared_bits = kInf;
+    double prof_bits = kInf, chan_bits = kInf, shared_bits = kInf, repeat_bits = kInf;
     if (prof) {
       double bits = 0;
       for (size_t i = 0; i < hist.size(); ++i) bits += static_cast<double>(hist[i]) * prof->cost[i];
       prof_bits = bits;
+      const bool try_repeat =
+          prof->repeat && (options.tables == TableChoice::kProfileRepeat ||
+                           (options.tables == TableChoice::kAuto && any_repeat));
+      if (try_repeat) {
+        repeat_bits = RepeatCostBits(sym, t_count, channels, a, prof->cost.data(), rep_rows);
+      }
     }
+    const double best_prof = std::min(prof_bits, repeat_bits);
     bool want_chunk = options.tables != TableChoice::kProfile;
     if (want_chunk && options.tables == TableChoice::kAuto && prof) {
       double chan_lb, shared_lb;
       ChunkTableLowerBounds(hist, channels, a, &chan_lb, &shared_lb);
       // Slack for float rounding in the exact costs: then the decision is the same.
-      want_chunk = prof_bits * (1 - 1e-6) > std::min(chan_lb, shared_lb);
+      want_chunk = best_prof * (1 - 1e-6) > std::min(chan_lb, shared_lb);
     }
     if (want_chunk) {
       chan_freqs.resize(hist.size());
@@ -230,15 +272,24 @@ absl::StatusOr<std::string> KvCodec::EncodeImpl(const KvChunkView& chunk, const 
       case TableChoice::kChunkShared:
         sc.mode = TableMode::kChunkShared;
         break;
+      case TableChoice::kProfileRepeat:
+        if (!prof || !prof->repeat) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "codec profile has no repeat tables for slot ", slot, " at ", bins, " bins"));
+        }
+        sc.mode = TableMode::kProfileRepeat;
+        break;
       case TableChoice::kAuto:
       default:
-        sc.mode = prof_bits <= chan_bits && prof_bits <= shared_bits ? TableMode::kProfile
-                  : chan_bits <= shared_bits                         ? TableMode::kChunkPerChannel
-                                                                     : TableMode::kChunkShared;
+        sc.mode = best_prof <= chan_bits && best_prof <= shared_bits
+                      ? (repeat_bits < prof_bits ? TableMode::kProfileRepeat : TableMode::kProfile)
+                  : chan_bits <= shared_bits ? TableMode::kChunkPerChannel
+                                             : TableMode::kChunkShared;
     }
-    if (sc.mode == TableMode::kProfile) {
+    if (sc.mode == TableMode::kProfile || sc.mode == TableMode::kProfileRepeat) {
       used_profile = true;
       sc.tables = prof->enc.data();
+      if (sc.mode == TableMode::kProfileRepeat) repeat_saving += prof_bits - repeat_bits;
     } else if (sc.mode == TableMode::kChunkPerChannel) {
       ++chunk_table_slots;
       WriteFreqTable(chan_freqs, &table_w);
@@ -251,13 +302,36 @@ absl::StatusOr<std::string> KvCodec::EncodeImpl(const KvChunkView& chunk, const 
       sc.tables = sc.own.data();
       sc.table_stride = 0;
     }
-    dir_w.U8(static_cast<uint8_t>(bins / 2));
+  }
+  // The repeat map costs its bytes once per chunk: if the slots' savings do not pay for it,
+  // code them order-0 (same profile tables).
+  bool use_repeat = false;
+  for (const SlotCode& sc : codes) use_repeat |= sc.mode == TableMode::kProfileRepeat;
+  if (use_repeat) {
+    WriteRepeatMap(rep_rows, &repeat_map);
+    if (options.tables == TableChoice::kAuto && repeat_saving <= 8.0 * repeat_map.size()) {
+      for (SlotCode& sc : codes) {
+        if (sc.mode == TableMode::kProfileRepeat) sc.mode = TableMode::kProfile;
+      }
+      repeat_map.clear();
+      use_repeat = false;
+    }
+  }
+  int repeat_slots = 0;
+  for (const SlotCode& sc : codes) {
+    dir_w.U8(static_cast<uint8_t>(sc.bins / 2));
     dir_w.U8(static_cast<uint8_t>(sc.mode));
+    repeat_slots += sc.mode == TableMode::kProfileRepeat;
   }
   // One stream for the chunk: rANS is LIFO, so the last slot goes in first.
   RansEncoder enc(codes.size() * per_slot);
   for (size_t i = codes.size(); i-- > 0;) {
     const SlotCode& sc = codes[i];
+    if (sc.mode == TableMode::kProfileRepeat) {
+      enc.PutBlockRepeat(symbols.data() + sc.symbol_offset, t_count, channels, sc.tables,
+                         AlphabetSize(sc.bins), rep_rows.data());
+      continue;
+    }
     enc.PutBlock(symbols.data() + sc.symbol_offset, t_count, channels, sc.tables, sc.table_stride,
                  AlphabetSize(sc.bins));
   }
@@ -265,16 +339,18 @@ absl::StatusOr<std::string> KvCodec::EncodeImpl(const KvChunkView& chunk, const 
   h.profile_hash = used_profile ? tables_hash_ : 0;
 
   std::string payload;
-  WriteSections({dir, scales, tables, stream}, &payload);
+  WriteSections({dir, scales, tables, stream, repeat_map}, &payload);
   std::string out;
   out.reserve(kChunkHeaderSize + payload.size());
   WriteChunk(h, payload, &out);
   if (stats) {
     // Header: fixed header + section directory + slot directory + the stream's lane states.
-    stats->header_bytes =
-        kChunkHeaderSize +
-        (payload.size() - dir.size() - scales.size() - tables.size() - stream.size()) + dir.size() +
-        kRansHeaderBytes;
+    stats->header_bytes = kChunkHeaderSize +
+                          (payload.size() - dir.size() - scales.size() - tables.size() -
+                           stream.size() - repeat_map.size()) +
+                          dir.size() + kRansHeaderBytes;
+    stats->repeat_bytes = repeat_map.size();
+    stats->slots_with_repeat = repeat_slots;
     stats->scale_bytes = scales.size();
     stats->table_bytes = tables.size();
     stats->stream_bytes = stream.size() - kRansHeaderBytes;

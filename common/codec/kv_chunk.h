@@ -39,6 +39,10 @@ struct KvChunkView {
   uint32_t token_count = 0;  // T
   ModelFingerprint fingerprint{};
   std::span<const float> data;  // layers * 2 * T * C values, layout above
+  // The chunk's token ids [T] (optional: empty = unknown). With them the rANS encoder codes a
+  // row whose id already occurred earlier in the chunk against that row's symbols (repeat
+  // contexts, docs/kv-wire-format.md §7); without them every row is coded order-0.
+  std::span<const int32_t> token_ids;
 
   size_t ElementsPerSlot() const {
     return static_cast<size_t>(token_count) * static_cast<size_t>(geometry.channels());

@@ -13,9 +13,12 @@ struct PreparedSlotTable {
   int slot = 0;
   int bins = 0;
   int alphabet = 0;
-  std::vector<RansEncSymbol> enc;  // [C][A]
-  std::vector<float> cost;         // [C][A] bits per symbol
-  RansDecodeTables dec;            // C tables
+  // Tables 0..C-1: per channel (order-0); with repeat contexts also C..C+A-1: one per q_rep
+  // (SlotTable::repeat_freqs), so that mode 0 and mode 3 share one table set.
+  bool repeat = false;
+  std::vector<RansEncSymbol> enc;  // [C (+A)][A]
+  std::vector<float> cost;         // [C (+A)][A] bits per symbol
+  RansDecodeTables dec;            // C (+A) tables
 };
 
 struct PreparedTables {

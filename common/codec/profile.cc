@@ -2,6 +2,8 @@
 
 #include <xxhash.h>
 
+#include <cmath>
+#include <cstring>
 #include <set>
 
 #include "absl/status/status.h"
@@ -9,17 +11,19 @@
 #include "common/codec/byte_io.h"
 #include "common/codec/freq_table.h"
 #include "common/codec/quantizer.h"
+#include "common/codec/repeat_map.h"
 #include "common/codec/wire_format.h"
 
 namespace ctx::codec {
 
-// File layout (little-endian), version 1:
+// File layout (little-endian), version 2:
 //   u32 magic "CTXP"  u16 version  u16 reserved(0)
 //   u8[16] fingerprint  u16 layers  u16 kv_heads  u16 head_dim  u16 default_level
 //   u16 level_count, per level:
 //     u16 name_len, name, u16 key_bins[layers], u16 value_bins[layers],
 //     f64 bits_per_element, f64 kl_nats, f64 delta_ppl_pct, f64 top1_agreement
-//   u32 table_count, per table: u16 slot, u16 bins, u16 freqs[C * A]
+//   u32 table_count, per table: u16 slot, u16 bins, u16 freqs[C * A],
+//     u16 repeat_count (0 or A), u16 repeat_freqs[repeat_count * A]
 //   u64 XXH3-64 of every preceding byte
 namespace {
 
@@ -29,6 +33,9 @@ void WriteTables(const CodecProfile& p, ByteWriter* w) {
     w->U16(static_cast<uint16_t>(t.slot));
     w->U16(static_cast<uint16_t>(t.bins));
     for (uint16_t f : t.freqs) w->U16(f);
+    const size_t a = static_cast<size_t>(AlphabetSize(t.bins));
+    w->U16(static_cast<uint16_t>(t.repeat_freqs.size() / a));
+    for (uint16_t f : t.repeat_freqs) w->U16(f);
   }
 }
 
@@ -92,15 +99,20 @@ absl::Status ValidateProfile(const CodecProfile& p) {
     }
     const size_t a = static_cast<size_t>(AlphabetSize(t.bins));
     if (t.freqs.size() != c * a) return absl::InvalidArgumentError("codec profile table size");
-    for (size_t ch = 0; ch < c; ++ch) {
-      uint32_t sum = 0;
-      for (size_t s = 0; s < a; ++s) {
-        if (t.freqs[ch * a + s] == 0)
-          return absl::InvalidArgumentError("zero frequency in profile");
-        sum += t.freqs[ch * a + s];
+    if (!t.repeat_freqs.empty() && t.repeat_freqs.size() != a * a) {
+      return absl::InvalidArgumentError("codec profile repeat tables size");
+    }
+    for (const std::vector<uint16_t>* f : {&t.freqs, &t.repeat_freqs}) {
+      for (size_t row = 0; row < f->size() / a; ++row) {
+        uint32_t sum = 0;
+        for (size_t s = 0; s < a; ++s) {
+          if ((*f)[row * a + s] == 0)
+            return absl::InvalidArgumentError("zero frequency in profile");
+          sum += (*f)[row * a + s];
+        }
+        if (sum != kProbScale)
+          return absl::InvalidArgumentError("profile table does not sum to 2^kProbBits");
       }
-      if (sum != kProbScale)
-        return absl::InvalidArgumentError("profile table does not sum to 2^kProbBits");
     }
   }
   return absl::OkStatus();
@@ -140,9 +152,9 @@ absl::StatusOr<CodecProfile> ParseProfile(absl::string_view bytes) {
   if (r.U32() != kProfileMagic) return absl::DataLossError("not a codec profile (bad magic)");
   const uint16_t version = r.U16();
   if (version != kProfileVersion) {
-    return absl::InvalidArgumentError(absl::StrCat("codec profile version ", version,
-                                                   " not supported (this build reads ",
-                                                   kProfileVersion, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("codec profile version ", version, " not supported (this build reads ",
+                     kProfileVersion, "; re-run tools/calibrate to write a current profile)"));
   }
   {
     ByteReader tail(bytes.substr(bytes.size() - 8));
@@ -190,6 +202,14 @@ absl::StatusOr<CodecProfile> ParseProfile(absl::string_view bytes) {
     if (r.remaining() < 2 * n) return absl::DataLossError("codec profile tables truncated");
     t.freqs.resize(n);
     for (uint16_t& f : t.freqs) f = r.U16();
+    const size_t a = static_cast<size_t>(AlphabetSize(t.bins));
+    const size_t repeat_count = r.U16();
+    if (!r.ok() || (repeat_count != 0 && repeat_count != a) ||
+        r.remaining() < 2 * repeat_count * a) {
+      return absl::DataLossError("codec profile repeat tables bad or truncated");
+    }
+    t.repeat_freqs.resize(repeat_count * a);
+    for (uint16_t& f : t.repeat_freqs) f = r.U16();
     p.tables.push_back(std::move(t));
   }
   if (!r.ok() || r.remaining() != 0) return absl::DataLossError("codec profile has trailing bytes");
@@ -208,7 +228,13 @@ ProfileBuilder::ProfileBuilder(ModelFingerprint fingerprint, KvGeometry geometry
     if (!LevelFits(l, geometry_.layers)) continue;  // Build() leaves such levels unmeasured
     for (int s = 0; s < geometry_.slots(); ++s) {
       const int b = l.Bins(s);
-      if (ValidBins(b)) hist_[{s, b}].assign(c * AlphabetSize(b), 0);
+      if (!ValidBins(b)) continue;
+      const size_t a = static_cast<size_t>(AlphabetSize(b));
+      Hist& h = hist_[{s, b}];
+      h.all.assign(c * a, 0);
+      h.all_ids.assign(c * a, 0);
+      h.fresh.assign(c * a, 0);
+      h.repeat.assign(a * a, 0);
     }
   }
 }
@@ -220,22 +246,39 @@ absl::Status ProfileBuilder::AddChunk(const KvChunkView& chunk) {
   if (chunk.data.size() != chunk.NumElements()) {
     return absl::InvalidArgumentError("calibration chunk data size does not match its geometry");
   }
+  if (!chunk.token_ids.empty() && chunk.token_ids.size() != chunk.token_count) {
+    return absl::InvalidArgumentError("calibration chunk: token_ids.size() != token_count");
+  }
   const int c = geometry_.channels();
+  const bool ids = !chunk.token_ids.empty();
+  const std::vector<int32_t> rep = RepeatRows(chunk.token_ids);
   // The symbols the encoder will code: same quantizer, same 8-bit log-grid row scales.
   std::vector<uint8_t> q(chunk.ElementsPerSlot());
   std::string scales;
   for (auto& [key, hist] : hist_) {
     const auto [slot, bins] = key;
-    const int a = AlphabetSize(bins);
+    const size_t a = static_cast<size_t>(AlphabetSize(bins));
     const float* base = chunk.data.data() + slot * chunk.ElementsPerSlot();
     scales.clear();
     if (absl::Status s = QuantizeSlot(base, chunk.token_count, c, bins, &scales, q.data(), nullptr);
         !s.ok()) {
       return s;
     }
-    for (size_t i = 0; i < q.size(); ++i) ++hist[(i % c) * a + q[i]];
+    for (size_t i = 0; i < q.size(); ++i) ++hist.all[(i % c) * a + q[i]];
+    if (!ids) continue;
+    for (size_t i = 0; i < q.size(); ++i) ++hist.all_ids[(i % c) * a + q[i]];
+    for (size_t t = 0; t < chunk.token_count; ++t) {
+      const uint8_t* row = q.data() + t * c;
+      if (rep[t] == kNoRepeat) {
+        for (int ch = 0; ch < c; ++ch) ++hist.fresh[ch * a + row[ch]];
+      } else {
+        const uint8_t* prev = q.data() + static_cast<size_t>(rep[t]) * c;
+        for (int ch = 0; ch < c; ++ch) ++hist.repeat[prev[ch] * a + row[ch]];
+      }
+    }
   }
   tokens_ += chunk.token_count;
+  if (ids) tokens_with_ids_ += chunk.token_count;
   return absl::OkStatus();
 }
 
@@ -247,18 +290,51 @@ CodecProfile ProfileBuilder::Build() const {
   p.default_level = default_level_;
   const size_t c = static_cast<size_t>(geometry_.channels());
   std::map<std::pair<int, int>, double> payload_bits;
+  // Bits of h[rows][A] under f[rows][A] (f_stride 0: one table for every row).
+  auto cost = [](const std::vector<uint64_t>& h, const uint16_t* f, size_t a, size_t f_stride) {
+    double bits = 0;
+    for (size_t i = 0; i < h.size(); ++i) {
+      if (h[i])
+        bits += static_cast<double>(h[i]) * SymbolCostBits(f[(i / a) * f_stride * a + i % a]);
+    }
+    return bits;
+  };
   for (const auto& [key, hist] : hist_) {
     SlotTable t;
     t.slot = key.first;
     t.bins = key.second;
     const size_t a = static_cast<size_t>(AlphabetSize(t.bins));
     t.freqs.resize(c * a);
-    double bits = 0;
     for (size_t ch = 0; ch < c; ++ch) {
-      std::span<const uint64_t> h(hist.data() + ch * a, a);
-      std::span<uint16_t> f(t.freqs.data() + ch * a, a);
-      NormalizeFrequencies(h, f);
-      for (size_t s = 0; s < a; ++s) bits += static_cast<double>(h[s]) * SymbolCostBits(f[s]);
+      NormalizeFrequencies(std::span<const uint64_t>(hist.all.data() + ch * a, a),
+                           std::span<uint16_t>(t.freqs.data() + ch * a, a));
+    }
+    double bits = cost(hist.all, t.freqs.data(), a, 1);
+    if (tokens_with_ids_ > 0) {
+      // Repeat tables: counts + kRepeatPriorCounts pseudo-counts of the slot's pooled order-0
+      // distribution (sparse contexts fall back towards order-0), in fixed point.
+      std::vector<double> p0(a, 0);
+      double n0 = 0;
+      for (size_t i = 0; i < hist.all.size(); ++i) {
+        p0[i % a] += static_cast<double>(hist.all[i]);
+        n0 += static_cast<double>(hist.all[i]);
+      }
+      constexpr double kFix = 1 << 16;
+      t.repeat_freqs.resize(a * a);
+      std::vector<uint64_t> row(a);
+      for (size_t qr = 0; qr < a; ++qr) {
+        for (size_t s = 0; s < a; ++s) {
+          const double prior = n0 > 0 ? kRepeatPriorCounts * p0[s] / n0 : 0;
+          row[s] = static_cast<uint64_t>(
+              std::llround(kFix * (static_cast<double>(hist.repeat[qr * a + s]) + prior)));
+        }
+        NormalizeFrequencies(row, std::span<uint16_t>(t.repeat_freqs.data() + qr * a, a));
+      }
+      // Chunks with ids: the cheaper of order-0 and repeat contexts (the encoder's choice).
+      const double ids_order0 = cost(hist.all_ids, t.freqs.data(), a, 1);
+      const double ids_repeat =
+          cost(hist.fresh, t.freqs.data(), a, 1) + cost(hist.repeat, t.repeat_freqs.data(), a, 1);
+      bits += std::min(ids_order0, ids_repeat) - ids_order0;
     }
     payload_bits[key] = bits;
     p.tables.push_back(std::move(t));

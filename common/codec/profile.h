@@ -18,7 +18,9 @@
 namespace ctx::codec {
 
 inline constexpr uint32_t kProfileMagic = 0x50585443;  // "CTXP"
-inline constexpr uint16_t kProfileVersion = 1;
+// Version 2 adds the repeat-context tables (SlotTable::repeat_freqs); older files are rejected
+// (re-run calibrate).
+inline constexpr uint16_t kProfileVersion = 2;
 
 // One compression level: bins per (K|V, layer); 0 = that slot is not sent (the receiver
 // recomputes it, e.g. layer 0 from token ids and positions).
@@ -41,6 +43,10 @@ struct SlotTable {
   int slot = 0;  // 2 * layer + (0 = K, 1 = V)
   int bins = 0;
   std::vector<uint16_t> freqs;
+  // Repeat contexts (empty = none): repeat_freqs[q_rep * A + s], one table per symbol q_rep
+  // the same channel had in the last earlier row of the chunk with the same token id, shared
+  // by all channels of the slot (repeat_map.h, docs/kv-wire-format.md §7 table mode 3).
+  std::vector<uint16_t> repeat_freqs;
 };
 
 struct CodecProfile {
@@ -69,10 +75,15 @@ class ProfileBuilder {
  public:
   ProfileBuilder(ModelFingerprint fingerprint, KvGeometry geometry, std::vector<LevelSpec> levels,
                  int default_level = 0);
+  // With chunk.token_ids, rows that repeat an earlier id of the chunk also count towards the
+  // repeat-context tables (built only if some chunk had ids).
   absl::Status AddChunk(const KvChunkView& chunk);
-  // Tables from the histograms (add-one smoothed) and, per level, the in-sample
-  // bits/element (cross-entropy under the built tables + 16-bit scales).
+  // Tables from the histograms (add-one smoothed; repeat contexts get kRepeatPriorCounts
+  // pseudo-counts of the slot's order-0 distribution) and, per level, the in-sample
+  // bits/element (cross-entropy under the built tables, with repeat contexts where they code
+  // smaller, + 8-bit scale codes).
   CodecProfile Build() const;
+  static constexpr double kRepeatPriorCounts = 16;
   uint64_t tokens() const { return tokens_; }
 
  private:
@@ -80,8 +91,15 @@ class ProfileBuilder {
   KvGeometry geometry_;
   std::vector<LevelSpec> levels_;
   int default_level_;
-  std::map<std::pair<int, int>, std::vector<uint64_t>> hist_;  // (slot, bins) -> [C][A]
+  struct Hist {
+    std::vector<uint64_t> all;      // [C][A] every row
+    std::vector<uint64_t> all_ids;  // [C][A] every row of the chunks with token ids
+    std::vector<uint64_t> fresh;    // [C][A] rows without an earlier same-id row (with ids)
+    std::vector<uint64_t> repeat;   // [A][A] (q_rep, q) of the other rows, pooled over channels
+  };
+  std::map<std::pair<int, int>, Hist> hist_;  // (slot, bins)
   uint64_t tokens_ = 0;
+  uint64_t tokens_with_ids_ = 0;
 };
 
 }  // namespace ctx::codec

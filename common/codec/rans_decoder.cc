@@ -182,6 +182,7 @@ std::atomic<bool>& SimdEnabled() {
 
 void SetRansSimdEnabled(bool enabled) { SimdEnabled() = enabled && CpuHasAvx512(); }
 bool RansSimdAvailable() { return CpuHasAvx512(); }
+bool RansSimdEnabled() { return SimdEnabled().load(std::memory_order_relaxed); }
 
 template <typename Out>
 absl::Status RansDecoder::DecodeBlock(size_t rows, int cols, const RansDecodeTables& t,

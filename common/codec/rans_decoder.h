@@ -42,6 +42,13 @@ class RansDecoder {
   // Same, fused with dequantization: values[r * cols + c] = (s - max_q) * row_step[r].
   absl::Status BlockDequantize(size_t rows, int cols, const RansDecodeTables& t, int table_stride,
                                int max_q, const float* row_step, float* values);
+  // Same with repeat contexts (rans_repeat.cc; the mirror of RansEncoder::PutBlockRepeat):
+  // `t` holds cols + alphabet tables; row r decodes column c with table c if rep_rows[r] < 0,
+  // else with table cols + symbols[rep_rows[r] * cols + c]. Writes the symbols [rows][cols]
+  // too (later rows read them). Requires kNoRepeat <= rep_rows[r] < r (checked by the caller).
+  absl::Status BlockDequantizeRepeat(size_t rows, int cols, const RansDecodeTables& t, int max_q,
+                                     const float* row_step, const int32_t* rep_rows,
+                                     uint8_t* symbols, float* values);
   // DataLoss unless every byte was consumed and every lane is back at the encoder's initial
   // state L (which catches nearly every corruption).
   absl::Status Finish() const;
@@ -60,6 +67,7 @@ class RansDecoder {
 // tests and benchmarks of the portable path; not thread-safe against running decoders.
 void SetRansSimdEnabled(bool enabled);
 bool RansSimdAvailable();
+bool RansSimdEnabled();  // the current setting
 
 // One block as a whole stream: Begin + Block + Finish.
 absl::Status RansDecode(absl::string_view in, size_t rows, int cols, const RansDecodeTables& t,

@@ -104,6 +104,39 @@ void RansEncoder::PutBlock(const uint8_t* symbols, size_t rows, int cols,
   ptr_ = ptr;
 }
 
+void RansEncoder::PutBlockRepeat(const uint8_t* symbols, size_t rows, int cols,
+                                 const RansEncSymbol* tables, int alphabet,
+                                 const int32_t* rep_rows) {
+  const size_t a = static_cast<size_t>(alphabet);
+  const RansEncSymbol* rep_tables = tables + static_cast<size_t>(cols) * a;
+  uint8_t* ptr = ptr_;
+  uint32_t x[kRansLanes];
+  std::copy(x_, x_ + kRansLanes, x);
+  for (size_t c0 = (static_cast<size_t>(cols) - 1) / kRansLanes * kRansLanes;; c0 -= kRansLanes) {
+    const int width = static_cast<int>(std::min<size_t>(kRansLanes, cols - c0));
+    const RansEncSymbol* own[kRansLanes];
+    for (int k = 0; k < width; ++k) own[k] = tables + (c0 + k) * a;
+    for (size_t r = rows; r-- > 0;) {
+      const uint8_t* row = symbols + r * cols + c0;
+      const RansEncSymbol* rep[kRansLanes];
+      const RansEncSymbol* const* tab = own;
+      if (rep_rows[r] >= 0) {  // the encoder's own map: rep_rows[r] < r
+        const uint8_t* prev = symbols + static_cast<size_t>(rep_rows[r]) * cols + c0;
+        for (int k = 0; k < width; ++k) rep[k] = rep_tables + prev[k] * a;
+        tab = rep;
+      }
+      if (width == kRansLanes) {
+        PutRow<kRansLanes>(x, tab, row, width, ptr);
+      } else {
+        PutRow<0>(x, tab, row, width, ptr);
+      }
+    }
+    if (c0 == 0) break;
+  }
+  std::copy(x, x + kRansLanes, x_);
+  ptr_ = ptr;
+}
+
 void RansEncoder::Finish(std::string* out) {
   // Lane 15's state first so that lane 0 lands at the lowest address.
   for (int k = kRansLanes - 1; k >= 0; --k) {

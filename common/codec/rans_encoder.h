@@ -45,6 +45,11 @@ class RansEncoder {
   // Every symbol must be < alphabet and have freq >= 1 in its table.
   void PutBlock(const uint8_t* symbols, size_t rows, int cols, const RansEncSymbol* tables,
                 int table_stride, int alphabet);
+  // Same with repeat contexts: `tables` holds cols + alphabet tables; row r codes column c
+  // with table c when rep_rows[r] == kNoRepeat (repeat_map.h), else with table
+  // cols + symbols[rep_rows[r] * cols + c] (the symbol the same column had in that earlier row).
+  void PutBlockRepeat(const uint8_t* symbols, size_t rows, int cols, const RansEncSymbol* tables,
+                      int alphabet, const int32_t* rep_rows);
   // Appends the stream (kRansLanes u32 states, lane 0 first, then u16 words in read order).
   void Finish(std::string* out);
 

@@ -206,6 +206,16 @@ absl::Status ValidateChunkView(const KvChunkView& chunk) {
   if (chunk.NumElements() > kMaxDecodedElements) {
     return absl::InvalidArgumentError("KV chunk too large for one wire chunk");
   }
+  if (!chunk.token_ids.empty()) {
+    if (chunk.token_ids.size() != chunk.token_count) {
+      return absl::InvalidArgumentError(absl::StrCat("KV chunk has ", chunk.token_ids.size(),
+                                                     " token ids for ", chunk.token_count,
+                                                     " tokens"));
+    }
+    for (int32_t id : chunk.token_ids) {
+      if (id < 0) return absl::InvalidArgumentError(absl::StrCat("KV chunk token id ", id, " < 0"));
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -19,7 +19,7 @@
 namespace ctx::codec {
 
 inline constexpr uint32_t kChunkMagic = 0x4B585443;  // bytes "CTXK" (little-endian u32)
-inline constexpr uint16_t kChunkVersion = 2;
+inline constexpr uint16_t kChunkVersion = 3;
 inline constexpr size_t kChunkHeaderSize = 96;
 inline constexpr int kMaxLayers = 64;       // slot masks are two u64
 inline constexpr int kMaxChannels = 65535;  // C fits in u16 geometry fields
@@ -92,7 +92,7 @@ absl::StatusOr<std::vector<absl::string_view>> ReadSections(absl::string_view pa
 namespace ctx::codec {
 
 // Checks what an encoder needs of a chunk view: geometry within the wire limits, T > 0,
-// data size == layers * 2 * T * C.
+// data size == layers * 2 * T * C, token_ids empty or T ids >= 0.
 absl::Status ValidateChunkView(const KvChunkView& chunk);
 
 // Largest decoded chunk accepted (floats); guards allocations driven by header fields.

@@ -382,6 +382,9 @@ absl::Status KvCacheCore::Ingest(const pb::IngestRequest& request,
       view.token_count = end - begin;
       view.fingerprint = model->fingerprint;
       view.data = kv;
+      // The chunk's token ids: the codec codes rows whose id repeats in the chunk with repeat
+      // contexts (the ids are validated >= 0 above; the chunk carries only the repeat map).
+      view.token_ids = std::span<const int32_t>(request.tokens().ids().data() + begin, end - begin);
 
       std::vector<std::string> blobs;
       std::vector<store::ChunkStore::BlobWrite> writes;

@@ -57,6 +57,7 @@ GoldenKv Prefix(uint32_t tokens) {
     const float* src = kv.data.data() + slot * kv.tokens * c;
     out.data.insert(out.data.end(), src, src + tokens * c);
   }
+  out.ids.assign(kv.ids.begin(), kv.ids.begin() + tokens);
   return out;
 }
 
@@ -231,7 +232,16 @@ TEST_CASE("decoder rejects every truncation and every single-byte flip", "[codec
   const KvCodec codec = GoldenCodec();
   const GoldenKv small = Prefix(6);
   const auto view = small.View(TestFingerprint());
+  // Tokens 6..11 repeat ids 13 (rows 6, 7) and 8119 (rows 8, 10): repeat contexts + map.
+  const GoldenKv repeats = Prefix(12);
   std::vector<std::string> chunks;
+  {
+    EncodeStats st;
+    chunks.push_back(*codec.Encode(repeats.View(TestFingerprint()), 3,
+                                   {.tables = TableChoice::kProfileRepeat}, &st));
+    REQUIRE(st.slots_with_repeat > 0);
+    REQUIRE(st.repeat_bytes == 12);
+  }
   chunks.push_back(*codec.Encode(view, 2));
   chunks.push_back(*codec.Encode(view, 4, {.tables = TableChoice::kChunkPerChannel}));
   chunks.push_back(*codec.Encode(view, 3, {.tables = TableChoice::kChunkShared}));
@@ -257,11 +267,12 @@ TEST_CASE("decoder rejects every truncation and every single-byte flip", "[codec
 TEST_CASE("decoder survives payload corruption behind a valid checksum", "[codec]") {
   // An adversary can recompute the checksum: the payload parser must still never misbehave.
   const KvCodec codec = GoldenCodec();
-  const GoldenKv small = Prefix(5);
+  const GoldenKv small = Prefix(12);
   const auto view = small.View(TestFingerprint());
   std::mt19937 rng(11);
   int rejected = 0, total = 0;
-  for (TableChoice choice : {TableChoice::kProfile, TableChoice::kChunkPerChannel}) {
+  for (TableChoice choice :
+       {TableChoice::kProfile, TableChoice::kChunkPerChannel, TableChoice::kProfileRepeat}) {
     const std::string bytes = *codec.Encode(view, 1, {.tables = choice});
     auto parsed = ParseChunk(bytes);
     REQUIRE(parsed.ok());
@@ -291,10 +302,11 @@ TEST_CASE("decoder rejects wrong magic, version, fingerprint and geometry", "[co
     CHECK(codec.Decode(bad).status().code() == absl::StatusCode::kDataLoss);
   }
   {
-    // Version 1 (and 3) with a recomputed checksum: a well-formed chunk this build cannot read.
-    for (char version : {1, 3}) {
+    // Older and newer versions with a recomputed checksum: well-formed chunks this build cannot
+    // read.
+    for (int version : {1, kChunkVersion - 1, kChunkVersion + 1}) {
       std::string bad = bytes;
-      bad[4] = version;
+      bad[4] = static_cast<char>(version);
       auto parsed = ParseChunk(bytes);
       std::string forged = bad.substr(0, 88);
       const uint64_t sum = ChunkChecksum(forged, parsed->payload);
@@ -426,10 +438,10 @@ namespace {
 TEST_CASE("profile's estimated bits/element match the encoded size", "[codec]") {
   const auto& kv = Golden();
   const KvCodec codec = GoldenCodec();
-  EncodeOptions o;
-  o.tables = TableChoice::kProfile;
+  // The estimate counts each slot with repeat contexts where they code smaller, as the encoder
+  // chooses (the profile's tables, one chunk: the same choice).
   for (int level = 0; level < static_cast<int>(codec.profile().levels.size()); ++level) {
-    const std::string bytes = *codec.Encode(kv.View(TestFingerprint()), level, o);
+    const std::string bytes = *codec.Encode(kv.View(TestFingerprint()), level);
     const double actual = 8.0 * bytes.size() / (kv.data.size());
     const double estimate = codec.profile().levels[level].bits_per_element;
     // Estimate = entropy under the tables + scales; actual adds rANS flush and the header.

@@ -1,6 +1,7 @@
 #include "tests/codec/golden_kv.h"
 
 #include <catch2/catch.hpp>
+#include <cstring>
 #include <string>
 
 #include "common/tensor/safetensors.h"
@@ -38,6 +39,15 @@ GoldenKv LoadGoldenKv() {
           for (int dd = 0; dd < d; ++dd)
             dst[tt * c + hh * d + dd] = (*values)[(static_cast<size_t>(hh) * t + tt) * d + dd];
     }
+  }
+  const tensor::TensorView* ids = (*file)->Find("input_ids");
+  REQUIRE(ids != nullptr);
+  REQUIRE(ids->dtype == tensor::DType::kI64);
+  REQUIRE(ids->NumElements() == t);
+  for (int i = 0; i < t; ++i) {
+    int64_t id = 0;
+    std::memcpy(&id, ids->bytes.data() + 8 * i, 8);
+    kv.ids.push_back(static_cast<int32_t>(id));
   }
   return kv;
 }

@@ -1,6 +1,7 @@
 // Test helper: the golden tiny-llama KV (models/golden/tiny-llama.safetensors) in codec layout.
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
 #include "common/codec/kv_chunk.h"
@@ -10,13 +11,15 @@ namespace ctx::codec::testing {
 struct GoldenKv {
   KvGeometry geometry;
   uint32_t tokens = 0;
-  std::vector<float> data;  // [layer][K|V][token][C]
+  std::vector<float> data;   // [layer][K|V][token][C]
+  std::vector<int32_t> ids;  // the prompt's token ids [T] (input_ids)
   KvChunkView View(const ModelFingerprint& fp) const {
     KvChunkView v;
     v.geometry = geometry;
     v.token_count = tokens;
     v.fingerprint = fp;
     v.data = data;
+    v.token_ids = ids;
     return v;
   }
 };

@@ -24,6 +24,16 @@ inline std::vector<float> SampleKv(uint32_t tokens, uint32_t seed) {
   return kv;
 }
 
+// Token ids with repeats (id t % 11): rows coded with repeat contexts, and a repeat map.
+inline std::span<const int32_t> SampleIds(uint32_t tokens) {
+  static const std::vector<int32_t> ids = [] {
+    std::vector<int32_t> v(65536);
+    for (size_t t = 0; t < v.size(); ++t) v[t] = static_cast<int32_t>((t * 7) % 11);
+    return v;
+  }();
+  return std::span<const int32_t>(ids).subspan(0, tokens);
+}
+
 inline codec::KvChunkView View(const std::vector<float>& kv, uint32_t tokens) {
   codec::KvChunkView v;
   v.geometry = kGeometry;
@@ -31,6 +41,7 @@ inline codec::KvChunkView View(const std::vector<float>& kv, uint32_t tokens) {
   v.token_count = tokens;
   v.fingerprint.fill(0x5a);
   v.data = kv;
+  v.token_ids = SampleIds(tokens);
   return v;
 }
 

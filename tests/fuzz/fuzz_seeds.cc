@@ -66,8 +66,9 @@ int main(int argc, char** argv) {
   // with profile and per-chunk tables, and both baselines.
   std::vector<std::string> chunks;
   for (size_t level = 0; level < codec.profile().levels.size(); ++level) {
-    for (codec::TableChoice t : {codec::TableChoice::kProfile, codec::TableChoice::kChunkPerChannel,
-                                 codec::TableChoice::kChunkShared}) {
+    for (codec::TableChoice t :
+         {codec::TableChoice::kProfile, codec::TableChoice::kChunkPerChannel,
+          codec::TableChoice::kChunkShared, codec::TableChoice::kProfileRepeat}) {
       chunks.push_back(Must(codec.Encode(view, static_cast<int>(level), {.tables = t})));
     }
   }

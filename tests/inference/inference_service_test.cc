@@ -128,8 +128,10 @@ std::string RawBytes(const model::KvCache& cache, int a, int b, tensor::DType dt
   return std::string(reinterpret_cast<const char*>(bytes->data()), bytes->size());
 }
 
+// ids: the context's token ids (the codec's repeat contexts); null codes every row order-0.
 std::string CodecBytes(const model::KvCache& cache, int a, int b, int level,
-                       const codec::KvCodec& c = Codec()) {
+                       const codec::KvCodec& c = Codec(),
+                       const std::vector<int32_t>* ids = nullptr) {
   auto bytes = cache.Export(a, b, tensor::DType::kF32);
   REQUIRE(bytes.ok());
   codec::KvChunkView view;
@@ -139,6 +141,7 @@ std::string CodecBytes(const model::KvCache& cache, int a, int b, int level,
   view.fingerprint = c.profile().fingerprint;
   view.data = std::span<const float>(reinterpret_cast<const float*>(bytes->data()),
                                      bytes->size() / sizeof(float));
+  if (ids) view.token_ids = std::span<const int32_t>(*ids).subspan(a, b - a);
   auto enc = c.Encode(view, level);
   REQUIRE(enc.ok());
   return *enc;
@@ -449,9 +452,9 @@ TEST_CASE("Generate over KV chunks gives the same greedy tokens as over text") {
     std::vector<v1::KvChunkPart> parts;
     for (int a = 0, i = 0; a < 600; a += 256, ++i) {
       const int b = std::min(600, a + 256);
-      AppendParts(
-          &parts, Ref(i, a, b), enc, level,
-          enc == v1::KV_ENCODING_RAW ? RawBytes(kv, a, b, dtype) : CodecBytes(kv, a, b, level));
+      AppendParts(&parts, Ref(i, a, b), enc, level,
+                  enc == v1::KV_ENCODING_RAW ? RawBytes(kv, a, b, dtype)
+                                             : CodecBytes(kv, a, b, level, Codec(), &ids));
     }
     return RunGenerate(StartOf(Segments(ids, 256, all_kv), q, kMaxNew), parts);
   };
@@ -632,12 +635,13 @@ struct StoredContext {
   std::string address;
 };
 
-std::unique_ptr<StoredContext> StoreContext(const model::KvCache& kv, int n, int drop = -1) {
+std::unique_ptr<StoredContext> StoreContext(const model::KvCache& kv, int n, int drop = -1,
+                                            const std::vector<int32_t>* ids = nullptr) {
   auto s = std::make_unique<StoredContext>();
   for (int a = 0, i = 0; a < n; a += 256, ++i) {
     const int b = std::min(n, a + 256);
     for (int level = 0; level < 6; ++level)
-      s->kvcache.AddChunk(i, a, b, level, CodecBytes(kv, a, b, level));
+      s->kvcache.AddChunk(i, a, b, level, CodecBytes(kv, a, b, level, Codec(), ids));
     s->kvcache.AddChunk(i, a, b, -1, RawBytes(kv, a, b, tensor::DType::kF32));  // RAW baseline
   }
   if (drop >= 0) s->kvcache.DropChunk(drop);
@@ -681,7 +685,7 @@ TEST_CASE("KvSource: the inference node fetches, re-plans and falls back by itse
   const std::vector<int32_t> lib = LibraryGreedy(all, kMaxNew);
 
   SECTION("plan, no adaptation") {
-    auto stored = StoreContext(kv, 600);
+    auto stored = StoreContext(kv, 600, -1, &ids);
     GenResult r = RunGenerate(KvSourceStart(ids, q, stored->address, false));
     INFO(r.status.error_message());
     REQUIRE(r.status.ok());
@@ -697,7 +701,7 @@ TEST_CASE("KvSource: the inference node fetches, re-plans and falls back by itse
     CHECK(stored->kvcache.fetch_requests() == 3);
   }
   SECTION("adaptive re-planning at a generous SLO keeps KV") {
-    auto stored = StoreContext(kv, 600);
+    auto stored = StoreContext(kv, 600, -1, &ids);
     GenResult r = RunGenerate(KvSourceStart(ids, q, stored->address, true));
     INFO(r.status.error_message());
     REQUIRE(r.status.ok());
@@ -715,7 +719,7 @@ TEST_CASE("KvSource: the inference node fetches, re-plans and falls back by itse
   }
   SECTION("a lost chunk falls back to text and the query succeeds") {
     // Chunk 0 as RAW F32 (exact), so the text-prefilled rest must give the text path's ids.
-    auto stored = StoreContext(kv, 600, /*drop=*/1);
+    auto stored = StoreContext(kv, 600, /*drop=*/1, &ids);
     GenResult r = RunGenerate(KvSourceStart(ids, q, stored->address, false, /*plan_level=*/-1));
     INFO(r.status.error_message());
     REQUIRE(r.status.ok());
@@ -974,7 +978,7 @@ TEST_CASE("TTFT for a 1024-token context: text vs RAW KV vs CACHEGEN KV", "[.ben
       AppendParts(&parts, Ref(i, a, a + 256),
                   level < 0 ? v1::KV_ENCODING_RAW : v1::KV_ENCODING_CACHEGEN, level,
                   level < 0 ? RawBytes(kv, a, a + 256, tensor::DType::kF16)
-                            : CodecBytes(kv, a, a + 256, level));
+                            : CodecBytes(kv, a, a + 256, level, Codec(), &ids));
     }
     return parts;
   };

@@ -211,8 +211,12 @@ class InProcess {
       REQUIRE(raw.ok());
       std::vector<float> kv(raw->size() / sizeof(float));
       std::memcpy(kv.data(), raw->data(), raw->size());
-      codec::KvChunkView view{geo, static_cast<uint64_t>(a), static_cast<uint32_t>(b - a),
-                              model_->fingerprint().bytes, kv};
+      codec::KvChunkView view{geo,
+                              static_cast<uint64_t>(a),
+                              static_cast<uint32_t>(b - a),
+                              model_->fingerprint().bytes,
+                              kv,
+                              std::span<const int32_t>(ids).subspan(a, b - a)};
       auto bytes = codec_->Encode(view, level);
       REQUIRE(bytes.ok());
       chunk_bytes->push_back(bytes->size());

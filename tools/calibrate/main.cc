@@ -219,7 +219,12 @@ int main(int argc, char** argv) {
     }
     for (int a = 0; a + chunk <= n; a += chunk) {
       std::vector<float> kv = kveval::ChunkFromCache(cache, geo, a, a + chunk);
-      codec::KvChunkView v{geo, static_cast<uint64_t>(a), static_cast<uint32_t>(chunk), fp, kv};
+      codec::KvChunkView v{geo,
+                           static_cast<uint64_t>(a),
+                           static_cast<uint32_t>(chunk),
+                           fp,
+                           kv,
+                           std::span<const int32_t>(d).subspan(a, chunk)};
       if (auto s = builder.AddChunk(v); !s.ok()) Die(s.ToString());
     }
   }

@@ -81,6 +81,7 @@ std::vector<codec::KvChunkView> Window::ChunkViews() const {
         static_cast<uint32_t>(chunks_[i].size() / (geometry_.slots() * geometry_.channels()));
     v.fingerprint = fingerprint_;
     v.data = chunks_[i];
+    v.token_ids = std::span<const int32_t>(ids_).subspan(v.token_begin, v.token_count);
     views.push_back(v);
   }
   return views;
@@ -223,6 +224,7 @@ absl::StatusOr<model::KvCache> GreedyWindow::Fill(const DegradeFn& degrade, int 
       v.token_count = static_cast<uint32_t>(t);
       v.fingerprint = fingerprint_;
       v.data = chunks_[i];
+      v.token_ids = std::span<const int32_t>(context_).subspan(v.token_begin, v.token_count);
       absl::StatusOr<Degraded> d = degrade(v);
       if (!d.ok()) return d.status();
       if (d->kv.size() != kv.size()) {

@@ -309,7 +309,9 @@ int main(int argc, char** argv) {
       }
       for (int a = 0; a < 1024; a += 256) {
         const std::vector<float> kv = kveval::ChunkFromCache(cache, geo, a, a + 256);
-        const KvChunkView v{geo, static_cast<uint64_t>(a), 256, fp, kv};
+        const KvChunkView v{geo, static_cast<uint64_t>(a),
+                            256, fp,
+                            kv,  std::span<const int32_t>(*t).subspan(a, 256)};
         for (auto& q : methods) {
           if (auto st = q->AddToTables(v); !st.ok()) Die(st.ToString());
         }

@@ -91,8 +91,9 @@ void DumpWindow(const ctx::model::KvCache& cache, const codec::KvGeometry& geo,
     const int b = std::min(n, a + chunk), T = b - a;
     const std::vector<float> kv = kveval::ChunkFromCache(cache, geo, a, b);
     if (coder) {
-      const codec::KvChunkView view{geo, static_cast<uint64_t>(a), static_cast<uint32_t>(T),
-                                    coder->profile().fingerprint, kv};
+      const codec::KvChunkView view{
+          geo, static_cast<uint64_t>(a), static_cast<uint32_t>(T), coder->profile().fingerprint,
+          kv,  ids.subspan(a, T)};
       for (size_t l = 0; l < sizes->size(); ++l) {
         codec::EncodeStats st;
         if (!coder->Encode(view, static_cast<int>(l), {}, &st).ok()) Die("encode");
