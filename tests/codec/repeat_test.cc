@@ -194,7 +194,7 @@ TEST_CASE("repeat contexts: token id validation and inconsistent chunks rejected
   CHECK(plain->Decode(rep).status().code() == absl::StatusCode::kFailedPrecondition);
 }
 
-TEST_CASE("profile: repeat tables round trip; other versions rejected", "[profile][repeat]") {
+TEST_CASE("profile: repeat tables round trip, other versions rejected", "[profile][repeat]") {
   const KvCodec codec = Codec();
   const std::string bytes = SerializeProfile(codec.profile());
   auto back = ParseProfile(bytes);
