@@ -144,7 +144,7 @@ CTX_AVX512_TARGET size_t DecodeRowsAvx512(uint32_t* x, const uint32_t* entry, si
   const uint8_t* q = p;
   for (; r < rows && end - q >= 4 * kRansLanes / 2; ++r) {
     for (size_t i = 0; i < pf_per_row && pf_lines > 0; ++i, --pf_lines, pf += 64) {
-      _mm_prefetch(pf, _MM_HINT_T0);  // a hint: never faults, whatever the address
+      _mm_prefetch(pf, _MM_HINT_T0);
     }
     __m512i s0, s1;
     DecodeVector16(&x0, &s0, off0, entry, &q);
@@ -198,31 +198,36 @@ absl::Status RansDecoder::DecodeBlock(size_t rows, int cols, const RansDecodeTab
     const int width = static_cast<int>(std::min<size_t>(kRansLanes, cols - c0));
     Group g;
     for (int k = 0; k < width; ++k) g.entry[k] = t.entry.data() + (c0 + k) * entry_step;
+    // Tables of the group decoded next, prefetched a few lines per row: this block's next
+    // group, else the first group of the block announced by PrefetchNext (cold otherwise: a
+    // slot's tables are 512 KB at C = 128, a chunk's several MB, more than L2).
+    const uint32_t* pf = nullptr;
+    size_t pf_count = 0;
+    if (c0 + kRansLanes < static_cast<size_t>(cols) && entry_step != 0) {
+      pf = t.entry.data() + (c0 + kRansLanes) * entry_step;
+      pf_count = (std::min<size_t>(cols, c0 + 2 * kRansLanes) - c0 - kRansLanes) * entry_step;
+    } else if (c0 + kRansLanes >= static_cast<size_t>(cols) && next_ != nullptr) {
+      pf = next_->entry.data();
+      pf_count = next_count_;
+    }
+    const char* pf_line = reinterpret_cast<const char*>(pf);
+    size_t pf_lines = pf_count * sizeof(uint32_t) / 64;
+    const size_t pf_per_row = rows ? (pf_lines + rows - 1) / rows : 0;
     size_t r = 0;
 #ifdef CTX_RANS_AVX512
     if constexpr (std::is_same_v<Out, float>) {
       static_assert(kRansLanes == 32, "the AVX-512 path decodes a row as two 16-lane vectors");
       if (width == kRansLanes && simd) {
-        // Tables of the group decoded next: this block's next group, else the first group of
-        // the block announced by PrefetchNext (cold otherwise: a slot's tables are 512 KB at
-        // C = 128, a chunk's several MB, more than L2).
-        const uint32_t* pf = nullptr;
-        size_t pf_count = 0;
-        if (c0 + kRansLanes < static_cast<size_t>(cols) && entry_step != 0) {
-          pf = t.entry.data() + (c0 + kRansLanes) * entry_step;
-          pf_count = (std::min<size_t>(cols, c0 + 2 * kRansLanes) - c0 - kRansLanes) * entry_step;
-        } else if (c0 + kRansLanes >= static_cast<size_t>(cols) && next_ != nullptr) {
-          pf = next_->entry.data();
-          pf_count = next_count_;
-        }
-        const size_t lines = pf_count * sizeof(uint32_t) / 64;
         r = DecodeRowsAvx512(x, g.entry[0], entry_step, 0, rows, cols, p, end_, max_q, row_step,
-                             dest + c0, reinterpret_cast<const char*>(pf), lines,
-                             rows ? (lines + rows - 1) / rows : 0);
+                             dest + c0, pf_line, pf_lines, pf_per_row);
+        pf_lines = 0;  // done there, as far as it got
       }
     }
 #endif
     for (; r < rows; ++r) {
+      for (size_t i = 0; i < pf_per_row && pf_lines > 0; ++i, --pf_lines, pf_line += 64) {
+        __builtin_prefetch(pf_line);  // a hint: never faults
+      }
       Out* out = dest + r * cols + c0;
       const float step = row_step ? row_step[r] : 0.f;
       if (end_ - p >= 2 * kRansLanes) {
