@@ -128,6 +128,7 @@ absl::Status KvCodec::DecodeRans(const ChunkHeader& h, absl::string_view payload
     const float max_q = static_cast<float>(MaxQ(p.bins));
     const uint8_t* codes = p.scales + 4;
     for (size_t t = 0; t < t_count; ++t) row_step[t] = scale[codes[t]] / max_q;
+    if (next < plans.size()) rans.PrefetchNext(*plans[next].tables, plans[next].table_stride);
     if (absl::Status s = p.mode == TableMode::kProfileRepeat
                              ? rans.BlockDequantizeRepeat(t_count, channels, *p.tables,
                                                           MaxQ(p.bins), row_step.data(),

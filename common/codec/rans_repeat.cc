@@ -22,23 +22,19 @@ namespace ctx::codec {
 
 namespace {
 
-// Table i of t as the scalar decoder uses it.
-struct LaneTable {
-  const uint8_t* lut;
-  const uint32_t* sym;
-};
+// Table i of t (its M packed entries, rans_decoder.h).
+using LaneTable = const uint32_t*;
 inline LaneTable TableOf(const RansDecodeTables& t, size_t i) {
-  return {t.lut.data() + i * kProbScale, t.sym.data() + i * static_cast<size_t>(t.alphabet)};
+  return t.entry.data() + i * kProbScale;
 }
 
 // One symbol from state *x under table `tab` (before renormalization).
-inline uint32_t DecodeSymbol(uint32_t* x, const LaneTable& tab) {
+inline uint32_t DecodeSymbol(uint32_t* x, LaneTable tab) {
   const uint32_t xk = *x;
-  const uint32_t slot = xk & (kProbScale - 1);
-  const uint32_t s = tab.lut[slot];
-  const uint32_t info = tab.sym[s];
-  *x = (info & 0xffff) * (xk >> kProbBits) + slot - (info >> 16);
-  return s;
+  const uint32_t e = tab[xk & (kProbScale - 1)];
+  *x = (e & RansDecodeTables::kFreqMask) * (xk >> kProbBits) +
+       ((e >> RansDecodeTables::kOffsetShift) & RansDecodeTables::kOffsetMask);
+  return e >> RansDecodeTables::kSymbolShift;
 }
 
 // One row of `width` lanes (scalar), renormalization as in rans_decoder.cc's DecodeRow.
@@ -72,19 +68,18 @@ inline void DecodeRowRepeat(uint32_t* x, const LaneTable* tab, int width, const 
 #define CTX_REPEAT_AVX512_TARGET \
   __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,popcnt")))
 
-// 16 lanes of one row; idx = each lane's table index.
+// 16 lanes of one row; idx = each lane's table index (one gather of the packed entries).
 CTX_REPEAT_AVX512_TARGET inline __attribute__((always_inline)) void DecodeVector16Idx(
-    __m512i* x, __m512i* s, const __m512i& idx, const uint8_t* lut, const uint32_t* sym,
-    const __m512i& alphabet, const uint8_t** q) {
+    __m512i* x, __m512i* s, const __m512i& idx, const uint32_t* entry, const uint8_t** q) {
   const __m512i slot = _mm512_and_si512(*x, _mm512_set1_epi32(kProbScale - 1));
-  const __m512i lut_off = _mm512_add_epi32(_mm512_slli_epi32(idx, kProbBits), slot);
-  *s = _mm512_and_si512(_mm512_i32gather_epi32(lut_off, lut, 1), _mm512_set1_epi32(0xff));
-  const __m512i sym_off = _mm512_add_epi32(_mm512_mullo_epi32(idx, alphabet), *s);
-  const __m512i info = _mm512_i32gather_epi32(sym_off, sym, 4);
-  __m512i xv =
-      _mm512_add_epi32(_mm512_mullo_epi32(_mm512_and_si512(info, _mm512_set1_epi32(0xffff)),
-                                          _mm512_srli_epi32(*x, kProbBits)),
-                       _mm512_sub_epi32(slot, _mm512_srli_epi32(info, 16)));
+  const __m512i e =
+      _mm512_i32gather_epi32(_mm512_add_epi32(_mm512_slli_epi32(idx, kProbBits), slot), entry, 4);
+  *s = _mm512_srli_epi32(e, RansDecodeTables::kSymbolShift);
+  const __m512i freq = _mm512_and_si512(e, _mm512_set1_epi32(RansDecodeTables::kFreqMask));
+  const __m512i offset = _mm512_and_si512(_mm512_srli_epi32(e, RansDecodeTables::kOffsetShift),
+                                          _mm512_set1_epi32(RansDecodeTables::kOffsetMask));
+  const __m512i xv =
+      _mm512_add_epi32(_mm512_mullo_epi32(freq, _mm512_srli_epi32(*x, kProbBits)), offset);
   const __mmask16 in = _mm512_cmplt_epu32_mask(xv, _mm512_set1_epi32(kRansL));
   const __m512i words =
       _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(*q)));
@@ -106,10 +101,8 @@ CTX_REPEAT_AVX512_TARGET size_t DecodeRowsRepeatAvx512(uint32_t* x, const RansDe
   const __m512i own0 = _mm512_add_epi32(lane, _mm512_set1_epi32(static_cast<int>(c0)));
   const __m512i own1 = _mm512_add_epi32(own0, _mm512_set1_epi32(16));
   const __m512i rep_base = _mm512_set1_epi32(cols);
-  const __m512i alphabet = _mm512_set1_epi32(t.alphabet);
   const __m512i vmax_q = _mm512_set1_epi32(max_q);
-  const uint8_t* lut = t.lut.data();
-  const uint32_t* sym = t.sym.data();
+  const uint32_t* entry = t.entry.data();
   __m512i x0 = _mm512_loadu_si512(x), x1 = _mm512_loadu_si512(x + 16);
   const uint8_t* q = p;
   for (; r < rows && end - q >= 4 * kRansLanes / 2; ++r) {
@@ -123,8 +116,8 @@ CTX_REPEAT_AVX512_TARGET size_t DecodeRowsRepeatAvx512(uint32_t* x, const RansDe
     const __m512i i0 = _mm512_mask_add_epi32(own0, use, q0, rep_base);
     const __m512i i1 = _mm512_mask_add_epi32(own1, use, q1, rep_base);
     __m512i s0, s1;
-    DecodeVector16Idx(&x0, &s0, i0, lut, sym, alphabet, &q);
-    DecodeVector16Idx(&x1, &s1, i1, lut, sym, alphabet, &q);
+    DecodeVector16Idx(&x0, &s0, i0, entry, &q);
+    DecodeVector16Idx(&x1, &s1, i1, entry, &q);
     const __m512 step = _mm512_set1_ps(row_step[r]);
     float* out = dest + r * cols + c0;
     _mm512_storeu_ps(out, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(s0, vmax_q)), step));
