@@ -94,20 +94,21 @@ void ChunkTableLowerBounds(const std::vector<uint32_t>& hist, int channels, int 
   *shared = pooled_bits + 8.0 * a;
 }
 
-// Bits to code one slot's symbols [T][C] with repeat contexts: rows without an earlier same-id
-// row under their channel's table, the others under table C + q_rep (cost: [C + A][A]).
-double RepeatCostBits(const uint8_t* sym, size_t rows, int channels, int a, const float* cost,
-                      const std::vector<int32_t>& rep) {
+// Bits repeat contexts save on one slot's symbols [T][C] (negative: they cost more): over the
+// rows with an earlier same-id row, order-0 cost (table c) minus repeat cost (table C + q_rep);
+// the other rows code alike in both modes. cost: [C + A][A] bits per symbol.
+double RepeatSavingBits(const uint8_t* sym, size_t rows, int channels, int a, const float* cost,
+                        const std::vector<int32_t>& rep) {
   const float* rep_cost = cost + static_cast<size_t>(channels) * a;
   double bits = 0;
   for (size_t t = 0; t < rows; ++t) {
+    if (rep[t] == kNoRepeat) continue;
     const uint8_t* row = sym + t * channels;
+    const uint8_t* prev = sym + static_cast<size_t>(rep[t]) * channels;
     float b = 0;
-    if (rep[t] == kNoRepeat) {
-      for (int c = 0; c < channels; ++c) b += cost[static_cast<size_t>(c) * a + row[c]];
-    } else {
-      const uint8_t* prev = sym + static_cast<size_t>(rep[t]) * channels;
-      for (int c = 0; c < channels; ++c) b += rep_cost[static_cast<size_t>(prev[c]) * a + row[c]];
+    for (int c = 0; c < channels; ++c) {
+      b += cost[static_cast<size_t>(c) * a + row[c]] -
+           rep_cost[static_cast<size_t>(prev[c]) * a + row[c]];
     }
     bits += b;
   }
@@ -228,7 +229,8 @@ absl::StatusOr<std::string> KvCodec::EncodeImpl(const KvChunkView& chunk, const 
           prof->repeat && (options.tables == TableChoice::kProfileRepeat ||
                            (options.tables == TableChoice::kAuto && any_repeat));
       if (try_repeat) {
-        repeat_bits = RepeatCostBits(sym, t_count, channels, a, prof->cost.data(), rep_rows);
+        repeat_bits =
+            prof_bits - RepeatSavingBits(sym, t_count, channels, a, prof->cost.data(), rep_rows);
       }
     }
     const double best_prof = std::min(prof_bits, repeat_bits);

@@ -96,7 +96,8 @@ CTX_REPEAT_AVX512_TARGET size_t DecodeRowsRepeatAvx512(uint32_t* x, const RansDe
                                                        const uint8_t*& p, const uint8_t* end,
                                                        int max_q, const float* row_step,
                                                        const int32_t* rep_rows, uint8_t* symbols,
-                                                       float* dest) {
+                                                       float* dest, const char* pf, size_t pf_lines,
+                                                       size_t pf_per_row) {
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const __m512i own0 = _mm512_add_epi32(lane, _mm512_set1_epi32(static_cast<int>(c0)));
   const __m512i own1 = _mm512_add_epi32(own0, _mm512_set1_epi32(16));
@@ -106,6 +107,9 @@ CTX_REPEAT_AVX512_TARGET size_t DecodeRowsRepeatAvx512(uint32_t* x, const RansDe
   __m512i x0 = _mm512_loadu_si512(x), x1 = _mm512_loadu_si512(x + 16);
   const uint8_t* q = p;
   for (; r < rows && end - q >= 4 * kRansLanes / 2; ++r) {
+    for (size_t i = 0; i < pf_per_row && pf_lines > 0; ++i, --pf_lines, pf += 64) {
+      _mm_prefetch(pf, _MM_HINT_T0);  // a hint: never faults
+    }
     const int32_t rep = rep_rows[r];
     const __mmask16 use = rep >= 0 ? 0xffff : 0;
     const uint8_t* prev = symbols + static_cast<size_t>(rep >= 0 ? rep : 0) * cols + c0;
@@ -151,14 +155,32 @@ absl::Status RansDecoder::BlockDequantizeRepeat(size_t rows, int cols, const Ran
     const int width = static_cast<int>(std::min<size_t>(kRansLanes, cols - c0));
     LaneTable own[kRansLanes], rep[kRansLanes];
     for (int k = 0; k < width; ++k) own[k] = TableOf(t, c0 + k);
+    // As DecodeBlock: prefetch the next group's channel tables while decoding this one, or at
+    // the last group those announced by PrefetchNext (the repeat tables stay hot: shared).
+    const uint32_t* pf = nullptr;
+    size_t pf_count = 0;
+    if (c0 + kRansLanes < static_cast<size_t>(cols)) {
+      pf = TableOf(t, c0 + kRansLanes);
+      pf_count = (std::min<size_t>(cols, c0 + 2 * kRansLanes) - c0 - kRansLanes) * kProbScale;
+    } else if (next_ != nullptr) {
+      pf = next_->entry.data();
+      pf_count = next_count_;
+    }
+    const char* pf_line = reinterpret_cast<const char*>(pf);
+    size_t pf_lines = pf_count * sizeof(uint32_t) / 64;
+    const size_t pf_per_row = rows ? (pf_lines + rows - 1) / rows : 0;
     size_t r = 0;
 #ifdef CTX_RANS_REPEAT_AVX512
     if (width == kRansLanes && simd) {
       r = DecodeRowsRepeatAvx512(x, t, c0, 0, rows, cols, p, end_, max_q, row_step, rep_rows,
-                                 symbols, values);
+                                 symbols, values, pf_line, pf_lines, pf_per_row);
+      pf_lines = 0;
     }
 #endif
     for (; r < rows; ++r) {
+      for (size_t i = 0; i < pf_per_row && pf_lines > 0; ++i, --pf_lines, pf_line += 64) {
+        __builtin_prefetch(pf_line);
+      }
       const LaneTable* tab = own;
       if (rep_rows[r] >= 0) {
         const uint8_t* prev = symbols + static_cast<size_t>(rep_rows[r]) * cols + c0;
@@ -176,6 +198,7 @@ absl::Status RansDecoder::BlockDequantizeRepeat(size_t rows, int cols, const Ran
   }
   std::copy(x, x + kRansLanes, x_);
   p_ = p;
+  next_ = nullptr;
   if (overrun_) return absl::DataLossError("rANS stream truncated");
   return absl::OkStatus();
 }

@@ -144,7 +144,8 @@ void Bench(const ctx::codec::KvCodec& codec, const std::vector<KvChunkView>& chu
       r.elements += static_cast<double>(v.NumElements());
       if (kind >= 0) {
         r.payload_bits += 8.0 * static_cast<double>(st.stream_bytes + st.table_bytes);
-        r.side_bits += 8.0 * static_cast<double>(st.header_bytes + st.scale_bytes);
+        r.side_bits +=
+            8.0 * static_cast<double>(st.header_bytes + st.scale_bytes + st.repeat_bytes);
       } else {
         // Baselines: scales (int8: one fp16 per row of C) and the 96-byte header are side info.
         const double rows_ = static_cast<double>(v.geometry.slots()) * v.token_count;
