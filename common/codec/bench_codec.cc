@@ -268,8 +268,9 @@ int main(int argc, char** argv) {
     RelErr(kv, d->kv, d->missing_slots, &ek, &ev);
     const std::string name =
         "L" + std::to_string(level) + " " + codec->profile().levels[level].name;
-    row(name.c_str(), bytes.size(), 8.0 * stats.stream_bytes / elements,
-        8.0 * (stats.total_bytes - stats.stream_bytes) / elements, ek, ev, enc, dec, dec_scalar);
+    const size_t payload = stats.stream_bytes + stats.refine_bytes;
+    row(name.c_str(), bytes.size(), 8.0 * payload / elements,
+        8.0 * (stats.total_bytes - payload) / elements, ek, ev, enc, dec, dec_scalar);
     std::printf(
         "%-12s   scales %.3f  tables %.3f  header+dir %.3f bits/el; %d slots with chunk "
         "tables\n",
@@ -277,7 +278,8 @@ int main(int argc, char** argv) {
         8.0 * stats.header_bytes / elements, stats.slots_with_chunk_tables);
   }
   std::printf(
-      "\npayload = rANS symbols; side = scales + chunk tables + header, section and slot "
+      "\npayload = rANS symbols + raw refinement bits; side = scales + chunk tables + header, "
+      "section and slot "
       "directories, rANS lane states.\n");
 
   // Parallel decode (KvCodec::DecodeChunks): 4 chunks per thread at the default level. Wall

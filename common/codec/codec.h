@@ -51,6 +51,7 @@ struct EncodeStats {
   size_t scale_bytes = 0;   // rans: per slot 4 bytes of grid + 1 byte per token
   size_t table_bytes = 0;   // tables carried in the chunk
   size_t stream_bytes = 0;  // entropy-coded symbols' words (or raw values for baselines)
+  size_t refine_bytes = 0;  // rans: raw refinement bits (payload, like the stream)
   size_t total_bytes = 0;
   int slots_with_chunk_tables = 0;
 };

@@ -1,6 +1,7 @@
 // KvCodec::DecodeRans: validates the whole payload layout first, then decodes the chunk's one
-// rANS stream slot by slot, fused with dequantization. Every length is checked against its
-// section before use; the rANS decoder is bounds-checked.
+// rANS stream slot by slot, fused with dequantization, then adds each slot's refinement bits
+// (if any). Every length is checked against its section before use; the rANS decoder is
+// bounds-checked.
 #include <algorithm>
 #include <vector>
 
@@ -20,17 +21,19 @@ namespace {
 struct SlotPlan {
   int slot = 0;
   int bins = 0;
+  int refine = 0;
   TableMode mode = TableMode::kProfile;
   const uint8_t* scales = nullptr;  // u16 lo_f16, u16 ratio_m, T u8 codes
   const RansDecodeTables* tables = nullptr;
   int table_stride = 1;
+  const uint8_t* refine_bits = nullptr;  // RefineBytes(T*C, refine) bytes of section 4
 };
 
 }  // namespace
 
 absl::Status KvCodec::DecodeRans(const ChunkHeader& h, absl::string_view payload,
                                  std::span<float> out) const {
-  auto sections_or = ReadSections(payload, 4);
+  auto sections_or = ReadSections(payload, 5);
   if (!sections_or.ok()) return sections_or.status();
   const std::vector<absl::string_view>& sec = *sections_or;
   const int channels = h.geometry.channels();
@@ -38,11 +41,12 @@ absl::Status KvCodec::DecodeRans(const ChunkHeader& h, absl::string_view payload
   const size_t per_slot = t_count * channels;
   const size_t present = static_cast<size_t>(h.SlotsPresent());
   const size_t scale_entry = 4 + t_count;
-  if (sec[0].size() != present * 2 || sec[1].size() != present * scale_entry) {
+  if (sec[0].size() != present * 3 || sec[1].size() != present * scale_entry) {
     return absl::DataLossError("KV chunk: slot directory or scale section has the wrong size");
   }
 
   ByteReader dir(sec[0]), tables(sec[2]);
+  size_t refine_offset = 0;  // into section 4
   std::vector<SlotPlan> plans;
   std::vector<RansDecodeTables> chunk_tables;
   chunk_tables.reserve(present);  // plans point into it: no reallocation
@@ -53,11 +57,21 @@ absl::Status KvCodec::DecodeRans(const ChunkHeader& h, absl::string_view payload
     p.slot = slot;
     p.bins = 2 * dir.U8();
     const uint8_t mode = dir.U8();
-    if (!dir.ok() || !ValidBins(p.bins) || mode > 2) {
+    p.refine = dir.U8();
+    if (!dir.ok() || !ValidBins(p.bins) || mode > 2 || p.refine > kMaxRefineBits) {
       return absl::DataLossError(absl::StrCat("KV chunk: slot ", slot, " directory entry invalid"));
     }
     p.mode = static_cast<TableMode>(mode);
     p.scales = reinterpret_cast<const uint8_t*>(sec[1].data()) + plans.size() * scale_entry;
+    if (p.refine > 0) {
+      const size_t n = RefineBytes(per_slot, p.refine);
+      if (sec[4].size() - refine_offset < n) {
+        return absl::DataLossError(
+            absl::StrCat("KV chunk: refinement section too short for slot ", slot));
+      }
+      p.refine_bits = reinterpret_cast<const uint8_t*>(sec[4].data()) + refine_offset;
+      refine_offset += n;
+    }
     const int a = AlphabetSize(p.bins);
     if (p.mode == TableMode::kProfile) {
       // The tables are [C][A] for the profile's geometry: a chunk naming them with another
@@ -88,6 +102,9 @@ absl::Status KvCodec::DecodeRans(const ChunkHeader& h, absl::string_view payload
   if (tables.remaining() != 0) {
     return absl::DataLossError("KV chunk: tables section has trailing bytes");
   }
+  if (refine_offset != sec[4].size()) {
+    return absl::DataLossError("KV chunk: refinement section has trailing bytes");
+  }
 
   // Decode each slot straight into dequantized floats (row_step = s_code / MAX per token).
   RansDecoder rans;
@@ -116,6 +133,11 @@ absl::Status KvCodec::DecodeRans(const ChunkHeader& h, absl::string_view payload
                                               MaxQ(p.bins), row_step.data(), dst);
         !s.ok()) {
       return absl::DataLossError(absl::StrCat("KV chunk slot ", slot, ": ", s.message()));
+    }
+    if (p.refine > 0 &&
+        !ApplyRefineBits(p.refine_bits, t_count, channels, p.refine, row_step.data(), dst)) {
+      return absl::DataLossError(
+          absl::StrCat("KV chunk slot ", slot, ": refinement padding bits not zero"));
     }
   }
   if (absl::Status s = rans.Finish(); !s.ok()) {

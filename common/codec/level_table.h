@@ -3,8 +3,11 @@
 // layers, which are both the most sensitive and the cheapest; V barely matters except layer 5).
 #pragma once
 
+#include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "common/codec/profile.h"
 
 namespace ctx::codec {
@@ -25,5 +28,12 @@ std::vector<LevelSpec> DefaultLevels(int layers, bool send_layer0 = false);
 // Index of the default level in DefaultLevels: the smallest one measured at KL <= 0.01 ("OC-r0",
 // or "OB" when layer 0 must be sent).
 int DefaultLevelIndex(bool send_layer0 = false);
+
+// "K0 K1 ..|V0 V1 .." (bins per layer, 0 = not sent) -> LevelSpec named `name`; a bins entry
+// "B+r" adds r refinement bits to that slot (e.g. "128+3"). InvalidArgument on a malformed
+// text or a layer count other than `layers` (bins/bits ranges are checked by the encoder and
+// ValidateProfile). The tools' --level0 / --levels / --extra_levels syntax.
+absl::StatusOr<LevelSpec> ParseLevelBins(absl::string_view name, absl::string_view text,
+                                         int layers);
 
 }  // namespace ctx::codec

@@ -103,21 +103,14 @@ kveval::Score Measure(const std::vector<kveval::Window>& windows, const kveval::
   return total;
 }
 
-// "name=K0 K1 ..|V0 V1 .." -> LevelSpec.
+// "name=K0 K1 ..|V0 V1 .." (a bins entry may be "B+r": r refinement bits) -> LevelSpec.
 codec::LevelSpec ParseLevel(const std::string& text, int layers) {
-  const size_t eq = text.find('='), bar = text.find('|');
-  if (eq == std::string::npos || bar == std::string::npos || bar < eq) {
-    Die("level '" + text + "' is not 'name=K bins|V bins'");
-  }
-  codec::LevelSpec spec;
-  spec.name = text.substr(0, eq);
-  for (int part = 0; part < 2; ++part) {
-    std::istringstream in(part == 0 ? text.substr(eq + 1, bar - eq - 1) : text.substr(bar + 1));
-    std::vector<uint16_t>& bins = part == 0 ? spec.key_bins : spec.value_bins;
-    for (int b; in >> b;) bins.push_back(static_cast<uint16_t>(b));
-    if (static_cast<int>(bins.size()) != layers) Die("level '" + text + "': wrong layer count");
-  }
-  return spec;
+  const size_t eq = text.find('=');
+  if (eq == std::string::npos) Die("level '" + text + "' is not 'name=K bins|V bins'");
+  absl::StatusOr<codec::LevelSpec> spec =
+      codec::ParseLevelBins(text.substr(0, eq), text.substr(eq + 1), layers);
+  if (!spec.ok()) Die(spec.status().ToString());
+  return *std::move(spec);
 }
 
 codec::LevelSpec Uniform(int layers, int bins, const std::string& name) {
