@@ -17,7 +17,9 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <fstream>
 #include <functional>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -129,6 +131,7 @@ void RelErr(const Kv& kv, const std::vector<float>& out, const std::vector<int>&
 int main(int argc, char** argv) {
   std::string path = std::string(CTX_BENCH_SOURCE_DIR) + "/models/golden/tiny-llama.safetensors";
   std::string tables = "auto";
+  std::string profile_path;  // empty: DefaultLevels with tables built in-sample
   double min_seconds = 0.3;
   int repeat = 1;
   bool holdout = false;
@@ -136,6 +139,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--kv")) path = argv[i + 1];
     if (!std::strcmp(argv[i], "--tables")) tables = argv[i + 1];
+    if (!std::strcmp(argv[i], "--profile")) profile_path = argv[i + 1];
     if (!std::strcmp(argv[i], "--min-seconds")) min_seconds = std::atof(argv[i + 1]);
     if (!std::strcmp(argv[i], "--repeat")) repeat = std::max(1, std::atoi(argv[i + 1]));
     if (!std::strcmp(argv[i], "--holdout")) holdout = std::atoi(argv[i + 1]) != 0;
@@ -163,6 +167,18 @@ int main(int argc, char** argv) {
     kv.tokens *= repeat;
   }
   ModelFingerprint fp{};
+  std::optional<CodecProfile> file_profile;
+  if (!profile_path.empty()) {
+    std::ifstream in(profile_path, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto p = ParseProfile(bytes);
+    if (!p.ok()) {
+      std::fprintf(stderr, "%s: %s\n", profile_path.c_str(), p.status().ToString().c_str());
+      return 1;
+    }
+    file_profile = *std::move(p);
+    fp = file_profile->fingerprint;
+  }
   KvChunkView view;
   view.geometry = kv.geometry;
   view.token_count = kv.tokens;
@@ -176,7 +192,7 @@ int main(int argc, char** argv) {
   train_view.token_count = train.tokens;
   train_view.data = train.data;
   if (!builder.AddChunk(holdout ? train_view : view).ok()) return 1;
-  CodecProfile profile = builder.Build();
+  CodecProfile profile = file_profile ? *file_profile : builder.Build();
   if (tables == "chunk") profile.tables.clear();
   auto codec = KvCodec::Create(profile);
   if (!codec.ok()) return 1;
@@ -185,9 +201,10 @@ int main(int argc, char** argv) {
 
   std::printf("KV: %s  layers=%d kv_heads=%d head_dim=%d tokens=%u elements=%.0f\n", path.c_str(),
               kv.geometry.layers, kv.geometry.kv_heads, kv.geometry.head_dim, kv.tokens, elements);
-  std::printf("tables: %s (profile built %s)\n\n", tables.c_str(),
-              holdout ? "from the first half of the tokens; rows measure the second half"
-                      : "in-sample from this KV");
+  std::printf("tables: %s (profile %s)\n\n", tables.c_str(),
+              file_profile ? profile_path.c_str()
+              : holdout    ? "built from the first half of the tokens; rows measure the second half"
+                           : "built in-sample from this KV");
 
   // Baselines.
   const std::string raw = *EncodeRawF16(view);

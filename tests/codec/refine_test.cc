@@ -189,7 +189,7 @@ TEST_CASE("refinement bits: mixed per slot, odd widths with padding, every corru
   CHECK_FALSE(ParseLevelBins("x", "4 4 4", g.layers).ok());
 }
 
-TEST_CASE("profile v2 stores refinement bits; invalid ones are rejected", "[profile][refine]") {
+TEST_CASE("profile v2 stores refinement bits, invalid ones are rejected", "[profile][refine]") {
   const GoldenKv& kv = Golden();
   std::vector<LevelSpec> levels = DefaultLevels(kv.geometry.layers);
   auto l0 =
