@@ -100,18 +100,20 @@ void ApplyRefineRows8(const uint8_t* __restrict bits, size_t rows, int cols, con
   constexpr uint64_t kMask = (uint64_t{1} << R) - 1;
   constexpr int kOffset = 1 - (1 << R);
   const float half_sub = 1.f / static_cast<float>(2 << R);  // 2^-(R+1), exact
+  // Two passes per row: unpack to bytes (scalar), then a float loop the compiler vectorizes.
+  static thread_local std::vector<uint8_t> lo;
+  lo.resize(static_cast<size_t>(cols));
+  uint8_t* __restrict l = lo.data();
   for (size_t t = 0; t < rows; ++t) {
-    const float fs = row_step[t] * half_sub;
-    float* v = values + t * cols;
     for (int g = 0; g < cols; g += 8) {
       uint64_t w = 0;  // r little-endian bytes (one load on little-endian hosts)
       for (int b = 0; b < R; ++b) w |= static_cast<uint64_t>(bits[b]) << (8 * b);
       bits += R;
-      for (int k = 0; k < 8; ++k) {
-        const int lo = static_cast<int>((w >> (k * R)) & kMask);
-        v[g + k] += static_cast<float>(2 * lo + kOffset) * fs;
-      }
+      for (int k = 0; k < 8; ++k) l[g + k] = static_cast<uint8_t>((w >> (k * R)) & kMask);
     }
+    const float fs = row_step[t] * half_sub;
+    float* __restrict v = values + t * cols;
+    for (int c = 0; c < cols; ++c) v[c] += static_cast<float>(2 * l[c] + kOffset) * fs;
   }
 }
 
