@@ -56,6 +56,12 @@ struct EncodeStats {
   int slots_with_chunk_tables = 0;
 };
 
+// The bins and refinement bits per slot a kind-2 (rans) chunk was encoded with, read from its
+// slot directory (0 bins for slots it does not carry; name empty). DataLoss if the directory
+// is malformed, InvalidArgument for other kinds. For stores deciding whether a stored chunk
+// still is what a profile level encodes (level tables are not covered by the profile hash).
+absl::StatusOr<LevelSpec> RansChunkLevelSpec(const ParsedChunk& chunk);
+
 struct PreparedTables;  // rANS encode/decode forms of the profile tables (codec.cc)
 
 class KvCodec {

@@ -146,4 +146,36 @@ absl::Status KvCodec::DecodeRans(const ChunkHeader& h, absl::string_view payload
   return absl::OkStatus();
 }
 
+absl::StatusOr<LevelSpec> RansChunkLevelSpec(const ParsedChunk& chunk) {
+  const ChunkHeader& h = chunk.header;
+  if (h.kind != EncodingKind::kRans) {
+    return absl::InvalidArgumentError("not a rans (CacheGen-level) chunk");
+  }
+  auto sections = ReadSections(chunk.payload, 5);
+  if (!sections.ok()) return sections.status();
+  const absl::string_view dir = (*sections)[0];
+  if (dir.size() != 3 * static_cast<size_t>(h.SlotsPresent())) {
+    return absl::DataLossError("KV chunk: slot directory has the wrong size");
+  }
+  const int layers = h.geometry.layers;
+  LevelSpec spec;
+  spec.key_bins.assign(layers, 0);
+  spec.value_bins.assign(layers, 0);
+  spec.key_refine.assign(layers, 0);
+  spec.value_refine.assign(layers, 0);
+  size_t i = 0;
+  for (int slot = 0; slot < h.geometry.slots(); ++slot) {
+    if (!h.SlotPresent(slot)) continue;
+    const int bins = 2 * static_cast<uint8_t>(dir[3 * i]);
+    const int refine = static_cast<uint8_t>(dir[3 * i + 2]);
+    ++i;
+    if (!ValidBins(bins) || refine > kMaxRefineBits) {
+      return absl::DataLossError(absl::StrCat("KV chunk: slot ", slot, " directory entry invalid"));
+    }
+    (slot & 1 ? spec.value_bins : spec.key_bins)[slot / 2] = static_cast<uint16_t>(bins);
+    (slot & 1 ? spec.value_refine : spec.key_refine)[slot / 2] = static_cast<uint8_t>(refine);
+  }
+  return spec;
+}
+
 }  // namespace ctx::codec

@@ -180,6 +180,21 @@ TEST_CASE("refinement bits: mixed per slot, odd widths with padding, every corru
     put32(4 + 8 * 4 + 4, static_cast<uint32_t>(st.refine_bytes + 1));
     CHECK(codec->Decode(Reforge(bytes, p)).status().code() == absl::StatusCode::kDataLoss);
   }
+  // The slot directory read back as a level spec (what kvcache compares with its profile).
+  auto coded = RansChunkLevelSpec(*parsed);
+  REQUIRE(coded.ok());
+  for (int slot = 0; slot < g.slots(); ++slot) {
+    CHECK(coded->Bins(slot) == spec->Bins(slot));
+    CHECK(coded->Refine(slot) == spec->Refine(slot));
+  }
+  {
+    std::string p = payload;
+    p[dir + 2] = 9;
+    const std::string forged_bytes = Reforge(bytes, p);
+    auto forged = ParseChunk(forged_bytes);
+    REQUIRE(forged.ok());
+    CHECK(RansChunkLevelSpec(*forged).status().code() == absl::StatusCode::kDataLoss);
+  }
   // Levels with refinement bits where no slot is sent, or beyond 8 bits, are refused.
   LevelSpec bad = *spec;
   bad.key_refine[1] = 9;

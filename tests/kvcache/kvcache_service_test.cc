@@ -400,7 +400,7 @@ TEST_CASE("kvcache: disk store survives a restart, missing blobs are NOT_FOUND, 
   std::filesystem::remove_all(dir);
 }
 
-TEST_CASE("kvcache: a stored blob of another wire version is re-encoded, never reused") {
+TEST_CASE("kvcache: a stored blob of another wire version or level coding is re-encoded") {
   FixtureInference inference(&TinyLlama());
   FixtureServer server(&inference);
   const std::filesystem::path dir =
@@ -438,11 +438,45 @@ TEST_CASE("kvcache: a stored blob of another wire version is re-encoded, never r
     kv.svc.process->Signal(SIGKILL);
     kv.svc.process->WaitExit(5s);
   }
+  const store::BlobKey key1 =
+      BlobKeyFor(m.chunks(1).ref().chunk_hash(), pb::KV_ENCODING_CACHEGEN, 0);
+  std::string current1;
+  {
+    auto store = store::DiskStore::Open(dir);
+    REQUIRE(store.ok());
+    absl::StatusOr<std::string> blob = (*store)->Get(key);
+    REQUIRE(blob.ok());
+    CHECK(codec::ParseChunk(*blob).ok());
+    // Chunk 1 as if level 0 had been recalibrated (same wire version and profile hash, other
+    // refinement bits in its first slot): a valid v3 chunk, but no longer what level 0 codes.
+    absl::StatusOr<std::string> b1 = (*store)->Get(key1);
+    REQUIRE(b1.ok());
+    current1 = *b1;
+    auto parsed = codec::ParseChunk(*b1);
+    REQUIRE(parsed.ok());
+    std::string payload(parsed->payload);
+    auto sections = codec::ReadSections(payload, 5);
+    REQUIRE(sections.ok());
+    const size_t dir0 = (*sections)[0].data() - payload.data();
+    payload[dir0 + 2] = static_cast<char>(payload[dir0 + 2] ^ 1);
+    std::string forged;
+    codec::WriteChunk(parsed->header, payload, &forged);
+    REQUIRE(codec::ParseChunk(forged).ok());
+    REQUIRE((*store)->Put(key1, forged).ok());
+  }
+  {
+    KvCacheProc kv = StartKvCache(server.address(), flags);
+    IngestResult again = Ingest(*kv.stub, "t1", "doc-third", a, false, {0});
+    REQUIRE(again.status.ok());
+    CHECK(again.events.back().chunks_reused() == 1);  // chunk 0 only; chunk 1 re-encoded
+    kv.svc.process->Signal(SIGKILL);
+    kv.svc.process->WaitExit(5s);
+  }
   auto store = store::DiskStore::Open(dir);
   REQUIRE(store.ok());
-  absl::StatusOr<std::string> blob = (*store)->Get(key);
-  REQUIRE(blob.ok());
-  CHECK(codec::ParseChunk(*blob).ok());
+  absl::StatusOr<std::string> blob1 = (*store)->Get(key1);
+  REQUIRE(blob1.ok());
+  CHECK(*blob1 == current1);  // deterministic re-encode at the profile's level 0
   std::filesystem::remove_all(dir);
 }
 
