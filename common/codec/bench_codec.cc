@@ -6,6 +6,10 @@
 //                                    [--repeat N   (tile the tokens N times: speed only)]
 //                                    [--holdout 1  (profile from the first half of the tokens)]
 //                                    [--threads N  (parallel decode scaling up to N threads)]
+//                                    [--levels 0,1,2  (only these levels)]
+//                                    [--decode-only 1 (rANS levels' decode MB/s only: no
+//                                     baselines, encode, portable path or parallel runs)]
+//                                    [--best 1  (fastest call instead of the mean: A/B runs)]
 //
 // The profile tables are built from the same KV (in-sample, like the tests) unless
 // --tables chunk forces per-chunk tables. MB/s are of raw-fp16-equivalent bytes (2 per element).
@@ -84,17 +88,24 @@ double ThreadSeconds() {
   return ts.tv_sec + 1e-9 * ts.tv_nsec;
 }
 
+// With `best`: the fastest call instead of the mean (for A/B runs on a noisy shared machine,
+// where other processes inflate some calls' CPU time through shared caches).
+bool g_best = false;
+
 double TimeIt(const std::function<void()>& fn, double min_seconds) {
   fn();  // warm-up
   int calls = 0;
   const double start = ThreadSeconds();
-  double elapsed = 0;
+  double elapsed = 0, fastest = 1e30;
   while (calls < 3 || elapsed < min_seconds) {
+    const double t0 = ThreadSeconds();
     fn();
+    const double t1 = ThreadSeconds();
+    fastest = std::min(fastest, t1 - t0);
     ++calls;
-    elapsed = ThreadSeconds() - start;
+    elapsed = t1 - start;
   }
-  return elapsed / calls;
+  return g_best ? fastest : elapsed / calls;
 }
 
 Kv Slice(const Kv& kv, uint32_t begin, uint32_t count) {
@@ -136,6 +147,8 @@ int main(int argc, char** argv) {
   int repeat = 1;
   bool holdout = false;
   int max_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::vector<int> only_levels;  // empty: all
+  bool decode_only = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--kv")) path = argv[i + 1];
     if (!std::strcmp(argv[i], "--tables")) tables = argv[i + 1];
@@ -144,6 +157,16 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--repeat")) repeat = std::max(1, std::atoi(argv[i + 1]));
     if (!std::strcmp(argv[i], "--holdout")) holdout = std::atoi(argv[i + 1]) != 0;
     if (!std::strcmp(argv[i], "--threads")) max_threads = std::max(1, std::atoi(argv[i + 1]));
+    if (!std::strcmp(argv[i], "--best")) g_best = std::atoi(argv[i + 1]) != 0;
+    if (!std::strcmp(argv[i], "--decode-only")) decode_only = std::atoi(argv[i + 1]) != 0;
+    if (!std::strcmp(argv[i], "--levels")) {
+      for (const char* c = argv[i + 1]; *c;) {
+        char* next = nullptr;
+        only_levels.push_back(static_cast<int>(std::strtol(c, &next, 10)));
+        if (next == c) break;
+        c = *next == ',' ? next + 1 : next;
+      }
+    }
   }
   Kv kv = LoadKv(path);
   Kv train = kv;
@@ -205,6 +228,23 @@ int main(int argc, char** argv) {
               file_profile ? profile_path.c_str()
               : holdout    ? "built from the first half of the tokens; rows measure the second half"
                            : "built in-sample from this KV");
+
+  auto wanted = [&](int level) {
+    return only_levels.empty() ||
+           std::find(only_levels.begin(), only_levels.end(), level) != only_levels.end();
+  };
+  if (decode_only) {  // quick A/B runs of the rANS decoder: decode MB/s per level, nothing else
+    std::vector<float> out(view.NumElements());
+    for (int level = 0; level < static_cast<int>(codec->profile().levels.size()); ++level) {
+      if (!wanted(level)) continue;
+      const std::string bytes = *codec->Encode(view, level, opts);
+      const double dec =
+          fp16_mb / TimeIt([&] { (void)codec->DecodeInto(bytes, {}, out); }, min_seconds);
+      std::printf("L%d %-8s dec MB/s %8.1f\n", level, codec->profile().levels[level].name.c_str(),
+                  dec);
+    }
+    return 0;
+  }
 
   // Baselines.
   const std::string raw = *EncodeRawF16(view);
@@ -269,6 +309,7 @@ int main(int argc, char** argv) {
                 zraw_size, 8.0 * zraw_size / elements);
   }
   for (int level = 0; level < static_cast<int>(codec->profile().levels.size()); ++level) {
+    if (!wanted(level)) continue;
     EncodeStats stats;
     const std::string bytes = *codec->Encode(view, level, opts, &stats);
     const double enc =

@@ -129,6 +129,7 @@ absl::Status KvCodec::DecodeRans(const ChunkHeader& h, absl::string_view payload
     const float max_q = static_cast<float>(MaxQ(p.bins));
     const uint8_t* codes = p.scales + 4;
     for (size_t t = 0; t < t_count; ++t) row_step[t] = scale[codes[t]] / max_q;
+    if (next < plans.size()) rans.PrefetchNext(*plans[next].tables, plans[next].table_stride);
     if (absl::Status s = rans.BlockDequantize(t_count, channels, *p.tables, p.table_stride,
                                               MaxQ(p.bins), row_step.data(), dst);
         !s.ok()) {

@@ -17,17 +17,15 @@ RansDecodeTables RansDecodeTables::Build(std::span<const uint16_t> freqs, int al
   RansDecodeTables t;
   t.alphabet = alphabet;
   t.count = static_cast<int>(freqs.size() / alphabet);
-  // +4: the AVX-512 path gathers 4 bytes at each lut position.
-  t.lut.resize(static_cast<size_t>(t.count) * kProbScale + 4);
-  t.sym.resize(freqs.size());
+  t.entry.assign(static_cast<size_t>(t.count) * kProbScale, 0);
   for (int k = 0; k < t.count; ++k) {
-    uint8_t* lut = t.lut.data() + static_cast<size_t>(k) * kProbScale;
+    uint32_t* e = t.entry.data() + static_cast<size_t>(k) * kProbScale;
     uint32_t start = 0;
-    for (int s = 0; s < alphabet; ++s) {
-      const uint32_t f = freqs[static_cast<size_t>(k) * alphabet + s];
-      t.sym[static_cast<size_t>(k) * alphabet + s] = f | (start << 16);
-      for (uint32_t j = 0; j < f && start + j < kProbScale; ++j)
-        lut[start + j] = static_cast<uint8_t>(s);
+    for (int s = 0; s < alphabet && start < kProbScale; ++s) {
+      const uint32_t f =
+          std::min<uint32_t>(freqs[static_cast<size_t>(k) * alphabet + s], kProbScale - start);
+      const uint32_t base = f | static_cast<uint32_t>(s) << kSymbolShift;
+      for (uint32_t j = 0; j < f; ++j) e[start + j] = base | j << kOffsetShift;
       start += f;
     }
   }
@@ -58,16 +56,15 @@ absl::Status RansDecoder::Finish() const {
 }
 
 // Invariants: x stays in I = [L, 2^16 L) between symbols (L = kRansL = 2^15). Decoding from x:
-//   slot = x mod M names s (lut), x = f * (x / M) + slot - start (the inverse of C) lands in
-//   [f L/M, 2^16 f L/M), so x >= 2^5; if x < L one 16-bit word brings it back into I.
+//   slot = x mod M names s (its packed table entry), x = f * (x / M) + slot - start (the inverse of
+//   C) lands in [f L/M, 2^16 f L/M), so x >= 2^5; if x < L one 16-bit word brings it back into I.
 // Reads: a row of a column group needs at most 2 bytes per lane; rows are decoded unchecked
 // while that many bytes remain, the last ones with checked reads (zeros past the end, and
 // Finish reports the overrun).
 namespace {
 
 struct Group {
-  const uint8_t* lut[kRansLanes];
-  const uint32_t* sym[kRansLanes];
+  const uint32_t* entry[kRansLanes];  // lane k's table
 };
 
 // One row of a column group, W lanes (W = kRansLanes for full groups: unrolled), or `width`.
@@ -78,10 +75,10 @@ inline void DecodeRow(uint32_t* x, const Group& g, int width, const uint8_t*& p,
   const int n = W > 0 ? W : width;
   for (int k = 0; k < n; ++k) {
     uint32_t xk = x[k];
-    const uint32_t slot = xk & (kProbScale - 1);
-    const uint32_t s = g.lut[k][slot];
-    const uint32_t info = g.sym[k][s];
-    xk = (info & 0xffff) * (xk >> kProbBits) + slot - (info >> 16);
+    const uint32_t e = g.entry[k][xk & (kProbScale - 1)];
+    const uint32_t s = e >> RansDecodeTables::kSymbolShift;
+    xk = (e & RansDecodeTables::kFreqMask) * (xk >> kProbBits) +
+         ((e >> RansDecodeTables::kOffsetShift) & RansDecodeTables::kOffsetMask);
     if constexpr (!kChecked) {  // hot path: no bounds check, branchless renorm
       const uint32_t word = p[0] | static_cast<uint32_t>(p[1]) << 8;
       const uint32_t in = xk < kRansL;
@@ -109,17 +106,18 @@ inline void DecodeRow(uint32_t* x, const Group& g, int width, const uint8_t*& p,
 #define CTX_AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,popcnt")))
 
 // 16 lanes of one row: *x states in/out, *s the decoded symbols, *q the stream position.
-CTX_AVX512_TARGET inline __attribute__((always_inline)) void DecodeVector16(
-    __m512i* x, __m512i* s, const __m512i& lut_off, const __m512i& sym_off, const uint8_t* lut,
-    const uint32_t* sym, const uint8_t** q) {
+CTX_AVX512_TARGET inline __attribute__((always_inline)) void DecodeVector16(__m512i* x, __m512i* s,
+                                                                            const __m512i& lane_off,
+                                                                            const uint32_t* entry,
+                                                                            const uint8_t** q) {
   const __m512i slot = _mm512_and_si512(*x, _mm512_set1_epi32(kProbScale - 1));
-  *s = _mm512_and_si512(_mm512_i32gather_epi32(_mm512_add_epi32(lut_off, slot), lut, 1),
-                        _mm512_set1_epi32(0xff));
-  const __m512i info = _mm512_i32gather_epi32(_mm512_add_epi32(sym_off, *s), sym, 4);
-  __m512i xv =
-      _mm512_add_epi32(_mm512_mullo_epi32(_mm512_and_si512(info, _mm512_set1_epi32(0xffff)),
-                                          _mm512_srli_epi32(*x, kProbBits)),
-                       _mm512_sub_epi32(slot, _mm512_srli_epi32(info, 16)));
+  const __m512i e = _mm512_i32gather_epi32(_mm512_add_epi32(lane_off, slot), entry, 4);
+  *s = _mm512_srli_epi32(e, RansDecodeTables::kSymbolShift);
+  const __m512i freq = _mm512_and_si512(e, _mm512_set1_epi32(RansDecodeTables::kFreqMask));
+  const __m512i offset = _mm512_and_si512(_mm512_srli_epi32(e, RansDecodeTables::kOffsetShift),
+                                          _mm512_set1_epi32(RansDecodeTables::kOffsetMask));
+  const __m512i xv =
+      _mm512_add_epi32(_mm512_mullo_epi32(freq, _mm512_srli_epi32(*x, kProbBits)), offset);
   const __mmask16 in = _mm512_cmplt_epu32_mask(xv, _mm512_set1_epi32(kRansL));
   const __m512i words =
       _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(*q)));
@@ -129,28 +127,28 @@ CTX_AVX512_TARGET inline __attribute__((always_inline)) void DecodeVector16(
 }
 
 // Full column groups, AVX-512: lanes 0..15 and 16..31 of a row are two vectors (independent
-// dependency chains). Per vector: slot = x & (M-1); s = lut gather; info = sym gather;
-// x = f * (x >> kProbBits) + slot - start; lanes with x < L take the next words in lane
+// dependency chains). Per vector: slot = x & (M-1); e = gather of the lanes' packed entries;
+// x = freq * (x >> kProbBits) + (slot - start); lanes with x < L take the next words in lane
 // order (vpexpandd), exactly the scalar path's reads. Decodes rows [r, rows) while 64 bytes
 // (the worst case of a row) remain; returns the first row not decoded.
-CTX_AVX512_TARGET size_t DecodeRowsAvx512(uint32_t* x, const uint8_t* lut, const uint32_t* sym,
-                                          size_t lut_step, size_t sym_step, size_t r, size_t rows,
-                                          int cols, const uint8_t*& p, const uint8_t* end,
-                                          int max_q, const float* row_step, float* dest) {
+CTX_AVX512_TARGET size_t DecodeRowsAvx512(uint32_t* x, const uint32_t* entry, size_t entry_step,
+                                          size_t r, size_t rows, int cols, const uint8_t*& p,
+                                          const uint8_t* end, int max_q, const float* row_step,
+                                          float* dest, const char* pf, size_t pf_lines,
+                                          size_t pf_per_row) {
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  const __m512i lut_off0 = _mm512_mullo_epi32(lane, _mm512_set1_epi32(static_cast<int>(lut_step)));
-  const __m512i lut_off1 =
-      _mm512_add_epi32(lut_off0, _mm512_set1_epi32(static_cast<int>(16 * lut_step)));
-  const __m512i sym_off0 = _mm512_mullo_epi32(lane, _mm512_set1_epi32(static_cast<int>(sym_step)));
-  const __m512i sym_off1 =
-      _mm512_add_epi32(sym_off0, _mm512_set1_epi32(static_cast<int>(16 * sym_step)));
+  const __m512i off0 = _mm512_mullo_epi32(lane, _mm512_set1_epi32(static_cast<int>(entry_step)));
+  const __m512i off1 = _mm512_add_epi32(off0, _mm512_set1_epi32(static_cast<int>(16 * entry_step)));
   const __m512i vmax_q = _mm512_set1_epi32(max_q);
   __m512i x0 = _mm512_loadu_si512(x), x1 = _mm512_loadu_si512(x + 16);
   const uint8_t* q = p;
   for (; r < rows && end - q >= 4 * kRansLanes / 2; ++r) {
+    for (size_t i = 0; i < pf_per_row && pf_lines > 0; ++i, --pf_lines, pf += 64) {
+      _mm_prefetch(pf, _MM_HINT_T0);
+    }
     __m512i s0, s1;
-    DecodeVector16(&x0, &s0, lut_off0, sym_off0, lut, sym, &q);
-    DecodeVector16(&x1, &s1, lut_off1, sym_off1, lut, sym, &q);
+    DecodeVector16(&x0, &s0, off0, entry, &q);
+    DecodeVector16(&x1, &s1, off1, entry, &q);
     const __m512 step = _mm512_set1_ps(row_step[r]);
     float* out = dest + r * cols;
     _mm512_storeu_ps(out, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(s0, vmax_q)), step));
@@ -191,8 +189,7 @@ absl::Status RansDecoder::DecodeBlock(size_t rows, int cols, const RansDecodeTab
   if constexpr (std::is_same_v<Out, float>) {
     for (int s = 0; s < t.alphabet; ++s) value[s] = static_cast<float>(s - max_q);
   }
-  const size_t lut_step = static_cast<size_t>(table_stride) * kProbScale;
-  const size_t sym_step = static_cast<size_t>(table_stride) * t.alphabet;
+  const size_t entry_step = static_cast<size_t>(table_stride) * kProbScale;
   const uint8_t* p = p_;
   [[maybe_unused]] const bool simd = SimdEnabled().load(std::memory_order_relaxed);
   uint32_t x[kRansLanes];
@@ -200,21 +197,37 @@ absl::Status RansDecoder::DecodeBlock(size_t rows, int cols, const RansDecodeTab
   for (size_t c0 = 0; c0 < static_cast<size_t>(cols); c0 += kRansLanes) {
     const int width = static_cast<int>(std::min<size_t>(kRansLanes, cols - c0));
     Group g;
-    for (int k = 0; k < width; ++k) {
-      g.lut[k] = t.lut.data() + (c0 + k) * lut_step;
-      g.sym[k] = t.sym.data() + (c0 + k) * sym_step;
+    for (int k = 0; k < width; ++k) g.entry[k] = t.entry.data() + (c0 + k) * entry_step;
+    // Tables of the group decoded next, prefetched a few lines per row: this block's next
+    // group, else the first group of the block announced by PrefetchNext (cold otherwise: a
+    // slot's tables are 512 KB at C = 128, a chunk's several MB, more than L2).
+    const uint32_t* pf = nullptr;
+    size_t pf_count = 0;
+    if (c0 + kRansLanes < static_cast<size_t>(cols) && entry_step != 0) {
+      pf = t.entry.data() + (c0 + kRansLanes) * entry_step;
+      pf_count = (std::min<size_t>(cols, c0 + 2 * kRansLanes) - c0 - kRansLanes) * entry_step;
+    } else if (c0 + kRansLanes >= static_cast<size_t>(cols) && next_ != nullptr) {
+      pf = next_->entry.data();
+      pf_count = next_count_;
     }
+    const char* pf_line = reinterpret_cast<const char*>(pf);
+    size_t pf_lines = pf_count * sizeof(uint32_t) / 64;
+    const size_t pf_per_row = rows ? (pf_lines + rows - 1) / rows : 0;
     size_t r = 0;
 #ifdef CTX_RANS_AVX512
     if constexpr (std::is_same_v<Out, float>) {
       static_assert(kRansLanes == 32, "the AVX-512 path decodes a row as two 16-lane vectors");
       if (width == kRansLanes && simd) {
-        r = DecodeRowsAvx512(x, g.lut[0], g.sym[0], lut_step, sym_step, 0, rows, cols, p, end_,
-                             max_q, row_step, dest + c0);
+        r = DecodeRowsAvx512(x, g.entry[0], entry_step, 0, rows, cols, p, end_, max_q, row_step,
+                             dest + c0, pf_line, pf_lines, pf_per_row);
+        pf_lines = 0;  // done there, as far as it got
       }
     }
 #endif
     for (; r < rows; ++r) {
+      for (size_t i = 0; i < pf_per_row && pf_lines > 0; ++i, --pf_lines, pf_line += 64) {
+        __builtin_prefetch(pf_line);  // a hint: never faults
+      }
       Out* out = dest + r * cols + c0;
       const float step = row_step ? row_step[r] : 0.f;
       if (end_ - p >= 2 * kRansLanes) {
@@ -230,8 +243,16 @@ absl::Status RansDecoder::DecodeBlock(size_t rows, int cols, const RansDecodeTab
   }
   std::copy(x, x + kRansLanes, x_);
   p_ = p;
+  next_ = nullptr;
   if (overrun_) return absl::DataLossError("rANS stream truncated");
   return absl::OkStatus();
+}
+
+void RansDecoder::PrefetchNext(const RansDecodeTables& t, int table_stride) {
+  next_ = &t;
+  // Entries of the first column group: one table (shared), or 32 tables table_stride apart.
+  next_count_ = std::min(t.entry.size(), static_cast<size_t>(kProbScale) *
+                                             (table_stride == 0 ? 1 : kRansLanes * table_stride));
 }
 
 absl::Status RansDecoder::Block(size_t rows, int cols, const RansDecodeTables& t, int table_stride,

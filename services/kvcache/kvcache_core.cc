@@ -182,9 +182,12 @@ absl::StatusOr<std::shared_ptr<const codec::KvCodec>> KvCacheCore::CodecFor(
   return codec_;
 }
 
-absl::Status KvCacheCore::Ingest(
-    const pb::IngestRequest& request,
-    const std::function<void(const pb::IngestProgress&)>& on_progress) {
+absl::Status KvCacheCore::Ingest(const pb::IngestRequest& request,
+                                 const std::function<void(const pb::IngestProgress&)>& on_progress,
+                                 IngestCancellation* cancel) {
+  auto cancelled = [cancel] { return cancel != nullptr && cancel->cancelled(); };
+  const absl::Status cancelled_error =
+      absl::CancelledError("Ingest cancelled by the client (or its deadline passed)");
   const Clock::time_point t0 = Clock::now();
   if (absl::Status s = store::ValidateName("tenant", request.tenant()); !s.ok()) return s;
   if (absl::Status s = store::ValidateName("context_id", request.context_id()); !s.ok()) return s;
@@ -304,6 +307,7 @@ absl::Status KvCacheCore::Ingest(
   }
 
   double encode_seconds = 0;
+  if (cancelled()) return cancelled_error;
   if (prefill_end > 0) {
     pb::PrefillRequest prefill;
     prefill.mutable_tokens()->mutable_ids()->Assign(request.tokens().ids().begin(),
@@ -321,6 +325,13 @@ absl::Status KvCacheCore::Ingest(
       std::lock_guard<std::mutex> lock(mu_);
       reader = inference_->Prefill(&context, prefill);
     }
+    if (cancel != nullptr) cancel->Attach(&context);
+    struct Detach {
+      IngestCancellation* c;
+      ~Detach() {
+        if (c != nullptr) c->Detach();
+      }
+    } detach{cancel};
     const codec::KvGeometry& geo = model->geometry;
     const size_t max_chunk_bytes =
         static_cast<size_t>(geo.slots()) * chunk_tokens * geo.channels() * sizeof(float);
@@ -331,6 +342,10 @@ absl::Status KvCacheCore::Ingest(
     pb::PrefillResponse response;
     absl::Status error;
     while (error.ok() && reader->Read(&response)) {
+      if (cancelled()) {
+        error = cancelled_error;
+        break;
+      }
       if (response.has_geometry()) {
         absl::StatusOr<tensor::DType> d = TensorDType(response.geometry().dtype());
         if (!d.ok()) {
@@ -437,6 +452,7 @@ absl::Status KvCacheCore::Ingest(
       return error;
     }
     grpc::Status fs = reader->Finish();
+    if (cancelled()) return cancelled_error;
     if (!fs.ok()) {
       return absl::Status(rpc::FromGrpcStatus(fs).code(),
                           absl::StrCat("inference Prefill failed: ", fs.error_message()));

@@ -25,6 +25,7 @@
 #include "common/store/chunk_store.h"
 #include "ctxstream/v1/inference.grpc.pb.h"
 #include "ctxstream/v1/kvcache.pb.h"
+#include "services/kvcache/ingest_cancellation.h"
 
 namespace ctx::kvcache {
 
@@ -52,8 +53,11 @@ class KvCacheCore {
               KvCacheOptions options);
 
   // Runs a whole ingest; `on_progress` gets one event per chunk and the final committed one.
+  // With `cancel`, a Cancel() stops it before the next chunk (CANCELLED, nothing committed;
+  // chunks already stored stay, content-addressed, for a later ingest to reuse).
   absl::Status Ingest(const ctxstream::v1::IngestRequest& request,
-                      const std::function<void(const ctxstream::v1::IngestProgress&)>& on_progress);
+                      const std::function<void(const ctxstream::v1::IngestProgress&)>& on_progress,
+                      IngestCancellation* cancel = nullptr);
 
   // NOT_FOUND when the tenant has no such context (another tenant's context ids are not
   // visible: manifests are keyed by tenant).

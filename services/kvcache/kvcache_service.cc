@@ -66,6 +66,8 @@ class IngestReactor final : public grpc::ServerWriteReactor<pb::IngestProgress>,
     if (finish_pending_) Finish(status_);
   }
 
+  // The client left or its deadline passed: stop the ingest (and its Prefill) at once.
+  void OnCancel() override { cancel_.Cancel(); }
   void OnDone() override { Unref(); }
 
  private:
@@ -73,18 +75,21 @@ class IngestReactor final : public grpc::ServerWriteReactor<pb::IngestProgress>,
     const Clock::time_point t0 = Clock::now();
     obs::KvCacheMetrics::Get().IngestStarted();
     pb::IngestProgress last;
-    absl::Status s = service_->core().Ingest(request_, [&](const pb::IngestProgress& p) {
-      last = p;
-      Enqueue(p);
-    });
+    absl::Status s = service_->core().Ingest(
+        request_,
+        [&](const pb::IngestProgress& p) {
+          last = p;
+          Enqueue(p);
+        },
+        &cancel_);
     const double secs = SecondsSince(t0);
     obs::KvCacheMetrics::Get().IngestFinished(s.ok(), secs);
     spdlog::info(
-        "Ingest tenant={} context={} tokens={} chunks={} reused={} bytes_stored={} "
+        "Ingest tenant={} context={} tokens={} chunks={} done={} reused={} bytes_stored={} "
         "prefill_s={:.3f} encode_s={:.3f} seconds={:.3f} status={}",
         request_.tenant(), request_.context_id(), request_.tokens().ids_size(), last.chunks_total(),
-        last.chunks_reused(), last.bytes_stored(), last.prefill_seconds(), last.encode_seconds(),
-        secs, s.ToString());
+        last.chunks_done(), last.chunks_reused(), last.bytes_stored(), last.prefill_seconds(),
+        last.encode_seconds(), secs, s.ToString());
     {
       std::lock_guard<std::mutex> lock(mu_);
       status_ = rpc::ToGrpcStatus(s);
@@ -109,6 +114,7 @@ class IngestReactor final : public grpc::ServerWriteReactor<pb::IngestProgress>,
 
   KvCacheService* service_;
   const pb::IngestRequest request_;
+  IngestCancellation cancel_;
   std::mutex mu_;
   std::deque<pb::IngestProgress> queue_;  // front = the write in flight
   bool writing_ = false;

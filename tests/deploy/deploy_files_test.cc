@@ -99,7 +99,7 @@ bool LabelsMatch(const json& selector, const json& labels) {
   return true;
 }
 
-// Grafana (deploy/grafana/kustomization.yaml, in the dev overlay): the dashboards and the
+// Grafana (deploy/grafana/kustomization.yaml, in both overlays): the dashboards and the
 // provisioning files reach the pod where Grafana and the provider config look for them.
 void CheckGrafana(const std::map<std::string, std::vector<json>>& by_kind) {
   std::map<std::string, json> cms;  // name without kustomize's hash suffix -> ConfigMap
@@ -215,6 +215,11 @@ void CheckOverlay(const std::string& overlay, const std::string& ns, bool tls, b
   const std::string flags_name = Str(flags, "/metadata/name");
   REQUIRE(!flags_name.empty());
   if (grafana) CheckGrafana(by_kind);
+  // Grafana's admin Secret: dev generates the compose credentials; prod ships no credentials
+  // (the operator creates `grafana-admin`, deploy/README.md), so no default password reaches it.
+  std::set<std::string> secrets;
+  for (const auto& s : by_kind["Secret"]) secrets.insert(Str(s, "/metadata/name"));
+  CHECK(secrets == (tls ? std::set<std::string>{} : std::set<std::string>{"grafana-admin"}));
 
   std::map<std::string, json> deployments;
   for (const auto& d : by_kind["Deployment"]) {
@@ -428,7 +433,7 @@ TEST_CASE("kustomize renders the dev and prod overlays with probes, resources an
   }
   if (!HaveYamlTools()) return;
   SECTION("dev") { CheckOverlay("dev", "ctxstream-dev", /*tls=*/false, /*grafana=*/true); }
-  SECTION("prod") { CheckOverlay("prod", "ctxstream", /*tls=*/true, /*grafana=*/false); }
+  SECTION("prod") { CheckOverlay("prod", "ctxstream", /*tls=*/true, /*grafana=*/true); }
 }
 
 TEST_CASE("promtool accepts the Prometheus config and rules, and the rule unit tests pass",

@@ -1,6 +1,6 @@
 // Faults: kill -9 of kvcache during an Ingest (disk store), Redis restarts, a guessed chunk
-// hash of another tenant, client cancellation (Query / Generate / Fetch) freeing the servers'
-// streams, and an inference replica killed in the middle of a query.
+// hash of another tenant, client cancellation (Query / Generate / Fetch / Ingest) freeing the
+// servers' streams, and an inference replica killed in the middle of a query.
 #include <signal.h>
 
 #include <catch2/catch.hpp>
@@ -269,6 +269,44 @@ TEST_CASE("client cancellation frees the servers' streams (in-flight gauges back
     auto [s, blobs] = Fetch(*stub, "t", "a", {{0, pb::KV_ENCODING_CACHEGEN, 0}});
     CHECK(s.ok());
     CHECK(blobs.size() == 1);
+  }
+
+  SECTION("Ingest of a long context, cancelled after its first chunk") {
+    RunningService kv = StartKvCache(inference.grpc_address, {"--store=memory"});
+    auto stub = KvCacheStub(kv.grpc_address);
+    // 2,048 tokens in 64-token chunks, every level and both baselines: 32 chunks x 8 encodings.
+    constexpr int kChunks = 32;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 120s);
+    auto reader = stub->Ingest(&ctx, IngestRequestFor("t", "long", DocTokens(2048), {}, true, 64));
+    pb::IngestProgress p;
+    REQUIRE(reader->Read(&p));
+    CHECK(p.chunks_done() >= 1);
+    CHECK(p.chunks_total() == static_cast<uint32_t>(kChunks));
+    ctx.TryCancel();
+    CHECK(reader->Finish().error_code() == grpc::StatusCode::CANCELLED);
+    CHECK(WaitFor([&] { return gauge(kv, "Ingest") == 0; }, 10s));
+    CHECK(WaitFor([&] { return gauge(inference, "Prefill") == 0; }, 10s));
+    // The worker stopped at its next chunk: logged as cancelled with chunks left undone, no
+    // manifest committed, and far fewer encodings stored than the whole ingest makes.
+    std::string log;
+    const bool logged = WaitFor(
+        [&] {
+          log += kv.process->DrainStderr(100ms);
+          return log.find("context=long") != std::string::npos;
+        },
+        10s);
+    INFO(log);
+    REQUIRE(logged);
+    CHECK(log.find("status=CANCELLED") != std::string::npos);
+    const double encoded = MetricValue(kv.metrics_address, "ctxstream_kvcache_ingest_chunks_total");
+    CHECK(encoded >= 1);
+    CHECK(encoded < kChunks * 8 / 2);
+    pb::Manifest m;
+    CHECK(GetManifest(*stub, "t", "long", &m).error_code() == grpc::StatusCode::NOT_FOUND);
+    // The service is intact: the same context ingests to the end afterwards.
+    IngestResult again = Ingest(*stub, IngestRequestFor("t", "long", DocTokens(2048), {3}, false));
+    CHECK(again.status.ok());
   }
 }
 
