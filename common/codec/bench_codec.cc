@@ -28,7 +28,9 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <fstream>
 #include <functional>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -158,6 +160,7 @@ void RelErr(const Kv& kv, const std::vector<float>& out, const std::vector<int>&
 int main(int argc, char** argv) {
   std::string path = std::string(CTX_BENCH_SOURCE_DIR) + "/models/golden/tiny-llama.safetensors";
   std::string tables = "auto";
+  std::string profile_path;  // empty: DefaultLevels with tables built in-sample
   double min_seconds = 0.3;
   int repeat = 1;
   bool holdout = false;
@@ -168,6 +171,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--kv")) path = argv[i + 1];
     if (!std::strcmp(argv[i], "--tables")) tables = argv[i + 1];
+    if (!std::strcmp(argv[i], "--profile")) profile_path = argv[i + 1];
     if (!std::strcmp(argv[i], "--min-seconds")) min_seconds = std::atof(argv[i + 1]);
     if (!std::strcmp(argv[i], "--repeat")) repeat = std::max(1, std::atoi(argv[i + 1]));
     if (!std::strcmp(argv[i], "--holdout")) holdout = std::atoi(argv[i + 1]) != 0;
@@ -217,6 +221,18 @@ int main(int argc, char** argv) {
   size_t repeated_rows = 0;
   for (int32_t r : RepeatRows(kv.ids)) repeated_rows += r != kNoRepeat;
   ModelFingerprint fp{};
+  std::optional<CodecProfile> file_profile;
+  if (!profile_path.empty()) {
+    std::ifstream in(profile_path, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto p = ParseProfile(bytes);
+    if (!p.ok()) {
+      std::fprintf(stderr, "%s: %s\n", profile_path.c_str(), p.status().ToString().c_str());
+      return 1;
+    }
+    file_profile = *std::move(p);
+    fp = file_profile->fingerprint;
+  }
   KvChunkView view;
   view.geometry = kv.geometry;
   view.token_count = kv.tokens;
@@ -232,7 +248,7 @@ int main(int argc, char** argv) {
   train_view.data = train.data;
   train_view.token_ids = train.ids;
   if (!builder.AddChunk(holdout ? train_view : view).ok()) return 1;
-  CodecProfile profile = builder.Build();
+  CodecProfile profile = file_profile ? *file_profile : builder.Build();
   if (tables == "chunk") profile.tables.clear();
   auto codec = KvCodec::Create(profile);
   if (!codec.ok()) return 1;
@@ -243,9 +259,10 @@ int main(int argc, char** argv) {
               kv.geometry.layers, kv.geometry.kv_heads, kv.geometry.head_dim, kv.tokens, elements);
   std::printf("token ids: %s (%zu of %u rows repeat an earlier id of the chunk)\n",
               kv.ids.empty() ? "none" : ids_mode.c_str(), repeated_rows, kv.tokens);
-  std::printf("tables: %s (profile built %s)\n\n", tables.c_str(),
-              holdout ? "from the first half of the tokens; rows measure the second half"
-                      : "in-sample from this KV");
+  std::printf("tables: %s (profile %s)\n\n", tables.c_str(),
+              file_profile ? profile_path.c_str()
+              : holdout    ? "built from the first half of the tokens; rows measure the second half"
+                           : "built in-sample from this KV");
 
   auto wanted = [&](int level) {
     return only_levels.empty() ||
@@ -344,8 +361,9 @@ int main(int argc, char** argv) {
     RelErr(kv, d->kv, d->missing_slots, &ek, &ev);
     const std::string name =
         "L" + std::to_string(level) + " " + codec->profile().levels[level].name;
-    row(name.c_str(), bytes.size(), 8.0 * stats.stream_bytes / elements,
-        8.0 * (stats.total_bytes - stats.stream_bytes) / elements, ek, ev, enc, dec, dec_scalar);
+    const size_t payload = stats.stream_bytes + stats.refine_bytes;
+    row(name.c_str(), bytes.size(), 8.0 * payload / elements,
+        8.0 * (stats.total_bytes - payload) / elements, ek, ev, enc, dec, dec_scalar);
     std::printf(
         "%-12s   scales %.3f  tables %.3f  repeat map %.3f  header+dir %.3f bits/el; %d slots "
         "with chunk tables, %d with repeat contexts\n",
@@ -354,8 +372,8 @@ int main(int argc, char** argv) {
         stats.slots_with_chunk_tables, stats.slots_with_repeat);
   }
   std::printf(
-      "\npayload = rANS symbols; side = scales + chunk tables + repeat map + header, section "
-      "and slot directories, rANS lane states.\n");
+      "\npayload = rANS symbols + raw refinement bits; side = scales + chunk tables + repeat map "
+      "+ header, section and slot directories, rANS lane states.\n");
 
   // Parallel decode (KvCodec::DecodeChunks): 4 chunks per thread at the default level. Wall
   // time (parallelism is about wall time) and process CPU time; noisy on a shared machine.

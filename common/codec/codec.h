@@ -59,10 +59,17 @@ struct EncodeStats {
   size_t table_bytes = 0;   // tables carried in the chunk
   size_t repeat_bytes = 0;  // rans: the repeat map (side information; 0 if no slot uses it)
   size_t stream_bytes = 0;  // entropy-coded symbols' words (or raw values for baselines)
+  size_t refine_bytes = 0;  // rans: raw refinement bits (payload, like the stream)
   size_t total_bytes = 0;
   int slots_with_chunk_tables = 0;
   int slots_with_repeat = 0;  // slots coded with repeat contexts (table mode 3)
 };
+
+// The bins and refinement bits per slot a kind-2 (rans) chunk was encoded with, read from its
+// slot directory (0 bins for slots it does not carry; name empty). DataLoss if the directory
+// is malformed, InvalidArgument for other kinds. For stores deciding whether a stored chunk
+// still is what a profile level encodes (level tables are not covered by the profile hash).
+absl::StatusOr<LevelSpec> RansChunkLevelSpec(const ParsedChunk& chunk);
 
 struct PreparedTables;  // rANS encode/decode forms of the profile tables (codec.cc)
 

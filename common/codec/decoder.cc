@@ -1,6 +1,7 @@
 // KvCodec::DecodeRans: validates the whole payload layout first, then decodes the chunk's one
-// rANS stream slot by slot, fused with dequantization. Every length is checked against its
-// section before use; the rANS decoder is bounds-checked.
+// rANS stream slot by slot, fused with dequantization, then adds each slot's refinement bits
+// (if any). Every length is checked against its section before use; the rANS decoder is
+// bounds-checked.
 #include <algorithm>
 #include <vector>
 
@@ -21,17 +22,19 @@ namespace {
 struct SlotPlan {
   int slot = 0;
   int bins = 0;
+  int refine = 0;
   TableMode mode = TableMode::kProfile;
   const uint8_t* scales = nullptr;  // u16 lo_f16, u16 ratio_m, T u8 codes
   const RansDecodeTables* tables = nullptr;
   int table_stride = 1;
+  const uint8_t* refine_bits = nullptr;  // RefineBytes(T*C, refine) bytes of section 4
 };
 
 }  // namespace
 
 absl::Status KvCodec::DecodeRans(const ChunkHeader& h, absl::string_view payload,
                                  std::span<float> out) const {
-  auto sections_or = ReadSections(payload, 5);
+  auto sections_or = ReadSections(payload, 6);
   if (!sections_or.ok()) return sections_or.status();
   const std::vector<absl::string_view>& sec = *sections_or;
   const int channels = h.geometry.channels();
@@ -39,11 +42,12 @@ absl::Status KvCodec::DecodeRans(const ChunkHeader& h, absl::string_view payload
   const size_t per_slot = t_count * channels;
   const size_t present = static_cast<size_t>(h.SlotsPresent());
   const size_t scale_entry = 4 + t_count;
-  if (sec[0].size() != present * 2 || sec[1].size() != present * scale_entry) {
+  if (sec[0].size() != present * 3 || sec[1].size() != present * scale_entry) {
     return absl::DataLossError("KV chunk: slot directory or scale section has the wrong size");
   }
 
   ByteReader dir(sec[0]), tables(sec[2]);
+  size_t refine_offset = 0;  // into section 4
   std::vector<SlotPlan> plans;
   std::vector<RansDecodeTables> chunk_tables;
   chunk_tables.reserve(present);  // plans point into it: no reallocation
@@ -55,11 +59,21 @@ absl::Status KvCodec::DecodeRans(const ChunkHeader& h, absl::string_view payload
     p.slot = slot;
     p.bins = 2 * dir.U8();
     const uint8_t mode = dir.U8();
-    if (!dir.ok() || !ValidBins(p.bins) || mode > 3) {
+    p.refine = dir.U8();
+    if (!dir.ok() || !ValidBins(p.bins) || mode > 3 || p.refine > kMaxRefineBits) {
       return absl::DataLossError(absl::StrCat("KV chunk: slot ", slot, " directory entry invalid"));
     }
     p.mode = static_cast<TableMode>(mode);
     p.scales = reinterpret_cast<const uint8_t*>(sec[1].data()) + plans.size() * scale_entry;
+    if (p.refine > 0) {
+      const size_t n = RefineBytes(per_slot, p.refine);
+      if (sec[4].size() - refine_offset < n) {
+        return absl::DataLossError(
+            absl::StrCat("KV chunk: refinement section too short for slot ", slot));
+      }
+      p.refine_bits = reinterpret_cast<const uint8_t*>(sec[4].data()) + refine_offset;
+      refine_offset += n;
+    }
     const int a = AlphabetSize(p.bins);
     if (p.mode == TableMode::kProfile || p.mode == TableMode::kProfileRepeat) {
       // The tables are [C][A] for the profile's geometry: a chunk naming them with another
@@ -94,12 +108,15 @@ absl::Status KvCodec::DecodeRans(const ChunkHeader& h, absl::string_view payload
   if (tables.remaining() != 0) {
     return absl::DataLossError("KV chunk: tables section has trailing bytes");
   }
+  if (refine_offset != sec[4].size()) {
+    return absl::DataLossError("KV chunk: refinement section has trailing bytes");
+  }
   // Repeat map: present exactly when some slot uses repeat contexts; every entry names an
   // earlier row (so the decoder only ever reads symbols it has decoded).
   std::vector<int32_t> rep_rows;
   if (any_repeat) {
-    if (absl::Status s = ReadRepeatMap(sec[4], t_count, &rep_rows); !s.ok()) return s;
-  } else if (!sec[4].empty()) {
+    if (absl::Status s = ReadRepeatMap(sec[5], t_count, &rep_rows); !s.ok()) return s;
+  } else if (!sec[5].empty()) {
     return absl::DataLossError("KV chunk: repeat map without a slot that uses it");
   }
   static thread_local std::vector<uint8_t> rep_symbols;  // one slot's decoded symbols [T][C]
@@ -138,11 +155,48 @@ absl::Status KvCodec::DecodeRans(const ChunkHeader& h, absl::string_view payload
         !s.ok()) {
       return absl::DataLossError(absl::StrCat("KV chunk slot ", slot, ": ", s.message()));
     }
+    if (p.refine > 0 &&
+        !ApplyRefineBits(p.refine_bits, t_count, channels, p.refine, row_step.data(), dst)) {
+      return absl::DataLossError(
+          absl::StrCat("KV chunk slot ", slot, ": refinement padding bits not zero"));
+    }
   }
   if (absl::Status s = rans.Finish(); !s.ok()) {
     return absl::DataLossError(absl::StrCat("KV chunk: ", s.message()));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<LevelSpec> RansChunkLevelSpec(const ParsedChunk& chunk) {
+  const ChunkHeader& h = chunk.header;
+  if (h.kind != EncodingKind::kRans) {
+    return absl::InvalidArgumentError("not a rans (CacheGen-level) chunk");
+  }
+  auto sections = ReadSections(chunk.payload, 6);
+  if (!sections.ok()) return sections.status();
+  const absl::string_view dir = (*sections)[0];
+  if (dir.size() != 3 * static_cast<size_t>(h.SlotsPresent())) {
+    return absl::DataLossError("KV chunk: slot directory has the wrong size");
+  }
+  const int layers = h.geometry.layers;
+  LevelSpec spec;
+  spec.key_bins.assign(layers, 0);
+  spec.value_bins.assign(layers, 0);
+  spec.key_refine.assign(layers, 0);
+  spec.value_refine.assign(layers, 0);
+  size_t i = 0;
+  for (int slot = 0; slot < h.geometry.slots(); ++slot) {
+    if (!h.SlotPresent(slot)) continue;
+    const int bins = 2 * static_cast<uint8_t>(dir[3 * i]);
+    const int refine = static_cast<uint8_t>(dir[3 * i + 2]);
+    ++i;
+    if (!ValidBins(bins) || refine > kMaxRefineBits) {
+      return absl::DataLossError(absl::StrCat("KV chunk: slot ", slot, " directory entry invalid"));
+    }
+    (slot & 1 ? spec.value_bins : spec.key_bins)[slot / 2] = static_cast<uint16_t>(bins);
+    (slot & 1 ? spec.value_refine : spec.key_refine)[slot / 2] = static_cast<uint8_t>(refine);
+  }
+  return spec;
 }
 
 }  // namespace ctx::codec

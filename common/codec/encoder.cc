@@ -1,13 +1,14 @@
 // KvCodec::Encode: CacheGen-style quantization (8-bit log-grid row scales), per-slot table
-// choice, one interleaved rANS stream per chunk.
+// choice, one interleaved rANS stream per chunk, optional raw refinement bits per element.
 //
 // Payload of an EncodingKind::kRans chunk (sections, docs/kv-wire-format.md §7):
-//   0 slot directory : per present slot (slot order): u8 bins/2, u8 table mode
+//   0 slot directory : per present slot (slot order): u8 bins/2, u8 table mode, u8 refine bits
 //   1 scales         : per present slot: u16 lo (fp16), u16 ratio_m, T u8 scale codes
 //   2 chunk tables   : per present slot with mode 1: C tables, mode 2: 1 table (freq_table.h)
 //   3 stream         : one rANS stream (rans_encoder.h), the present slots' blocks in slot order
-//   4 repeat map     : with a mode-3 slot: per row, the earlier row with its token id
-//   (repeat_map.h)
+//   4 refinement     : per present slot with r > 0: T*C r-bit fields, packed (quantizer.h)
+//   5 repeat map     : with a mode-3 slot: per row, the earlier row with its token id
+//                      (repeat_map.h)
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -119,6 +120,7 @@ double RepeatSavingBits(const uint8_t* sym, size_t rows, int channels, int a, co
 struct SlotCode {
   int slot = 0;
   int bins = 0;
+  int refine = 0;
   TableMode mode = TableMode::kProfile;
   const RansEncSymbol* tables = nullptr;
   int table_stride = 1;
@@ -153,7 +155,9 @@ absl::StatusOr<std::string> KvCodec::EncodeImpl(const KvChunkView& chunk, const 
     return absl::InvalidArgumentError("KV chunk is not from this codec profile's model");
   }
   if (static_cast<int>(spec.key_bins.size()) != g.layers ||
-      static_cast<int>(spec.value_bins.size()) != g.layers) {
+      static_cast<int>(spec.value_bins.size()) != g.layers ||
+      (!spec.key_refine.empty() && static_cast<int>(spec.key_refine.size()) != g.layers) ||
+      (!spec.value_refine.empty() && static_cast<int>(spec.value_refine.size()) != g.layers)) {
     return absl::InvalidArgumentError("level table does not have one entry per layer");
   }
   const int channels = g.channels();
@@ -174,10 +178,15 @@ absl::StatusOr<std::string> KvCodec::EncodeImpl(const KvChunkView& chunk, const 
     const int bins = spec.Bins(slot);
     if (bins == 0) continue;
     if (!ValidBins(bins)) return absl::InvalidArgumentError(absl::StrCat("invalid bins ", bins));
+    const int refine = spec.Refine(slot);
+    if (refine < 0 || refine > kMaxRefineBits) {
+      return absl::InvalidArgumentError(absl::StrCat("invalid refinement bits ", refine));
+    }
     (slot & 1 ? h.value_mask : h.key_mask) |= uint64_t{1} << (slot / 2);
     SlotCode sc;
     sc.slot = slot;
     sc.bins = bins;
+    sc.refine = refine;
     sc.symbol_offset = codes.size() * per_slot;
     codes.push_back(std::move(sc));
   }
@@ -195,10 +204,11 @@ absl::StatusOr<std::string> KvCodec::EncodeImpl(const KvChunkView& chunk, const 
   }
   double repeat_saving = 0;  // bits mode 3 saves over mode 0, over the slots that chose it
 
-  std::string dir, scales, tables, stream, repeat_map;
+  std::string dir, scales, tables, stream, refine_bits, repeat_map;
   ByteWriter dir_w(&dir), table_w(&tables);
   static thread_local std::vector<uint8_t> symbols;  // reused: avoids page faults per call
   if (symbols.size() < codes.size() * per_slot) symbols.resize(codes.size() * per_slot);
+  static thread_local std::vector<uint8_t> low;  // one slot's refinement indices
   std::vector<uint16_t> chan_freqs, shared_freqs;
   std::vector<uint32_t> hist;
   std::vector<uint64_t> shared_hist;
@@ -211,11 +221,13 @@ absl::StatusOr<std::string> KvCodec::EncodeImpl(const KvChunkView& chunk, const 
     // Quantize: one scale code per token row, symbols [T][C]; histogram per channel.
     hist.assign(static_cast<size_t>(channels) * a, 0);
     uint8_t* sym = symbols.data() + sc.symbol_offset;
+    if (sc.refine > 0 && low.size() < per_slot) low.resize(per_slot);
     if (absl::Status s = QuantizeSlot(chunk.data.data() + slot * per_slot, t_count, channels, bins,
-                                      &scales, sym, hist.data());
+                                      &scales, sym, hist.data(), sc.refine, low.data());
         !s.ok()) {
       return s;
     }
+    if (sc.refine > 0) PackRefineBits(low.data(), per_slot, sc.refine, &refine_bits);
 
     // Candidate tables and their cost in bits (chunk tables pay for their own bytes).
     const PreparedSlotTable* prof = prepared_->Find(slot, bins);
@@ -323,6 +335,7 @@ absl::StatusOr<std::string> KvCodec::EncodeImpl(const KvChunkView& chunk, const 
   for (const SlotCode& sc : codes) {
     dir_w.U8(static_cast<uint8_t>(sc.bins / 2));
     dir_w.U8(static_cast<uint8_t>(sc.mode));
+    dir_w.U8(static_cast<uint8_t>(sc.refine));
     repeat_slots += sc.mode == TableMode::kProfileRepeat;
   }
   // One stream for the chunk: rANS is LIFO, so the last slot goes in first.
@@ -341,7 +354,7 @@ absl::StatusOr<std::string> KvCodec::EncodeImpl(const KvChunkView& chunk, const 
   h.profile_hash = used_profile ? tables_hash_ : 0;
 
   std::string payload;
-  WriteSections({dir, scales, tables, stream, repeat_map}, &payload);
+  WriteSections({dir, scales, tables, stream, refine_bits, repeat_map}, &payload);
   std::string out;
   out.reserve(kChunkHeaderSize + payload.size());
   WriteChunk(h, payload, &out);
@@ -349,13 +362,14 @@ absl::StatusOr<std::string> KvCodec::EncodeImpl(const KvChunkView& chunk, const 
     // Header: fixed header + section directory + slot directory + the stream's lane states.
     stats->header_bytes = kChunkHeaderSize +
                           (payload.size() - dir.size() - scales.size() - tables.size() -
-                           stream.size() - repeat_map.size()) +
+                           stream.size() - refine_bits.size() - repeat_map.size()) +
                           dir.size() + kRansHeaderBytes;
     stats->repeat_bytes = repeat_map.size();
     stats->slots_with_repeat = repeat_slots;
     stats->scale_bytes = scales.size();
     stats->table_bytes = tables.size();
     stats->stream_bytes = stream.size() - kRansHeaderBytes;
+    stats->refine_bytes = refine_bits.size();
     stats->total_bytes = out.size();
     stats->slots_with_chunk_tables = chunk_table_slots;
   }

@@ -1,6 +1,11 @@
 #include "common/codec/level_table.h"
 
 #include <cmath>
+#include <cstdlib>
+#include <sstream>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 
 namespace ctx::codec {
 
@@ -47,5 +52,45 @@ std::vector<LevelSpec> DefaultLevels(int layers, bool send_layer0) {
 }
 
 int DefaultLevelIndex(bool send_layer0) { return send_layer0 ? 2 : 3; }
+
+absl::StatusOr<LevelSpec> ParseLevelBins(absl::string_view name, absl::string_view text,
+                                         int layers) {
+  LevelSpec spec;
+  spec.name = std::string(name);
+  const size_t bar = text.find('|');
+  if (bar == absl::string_view::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("level '", name, "': expected 'K bins|V bins', got '", text, "'"));
+  }
+  bool any_refine = false;
+  for (int part = 0; part < 2; ++part) {
+    std::istringstream in(std::string(part == 0 ? text.substr(0, bar) : text.substr(bar + 1)));
+    std::vector<uint16_t>& bins = part == 0 ? spec.key_bins : spec.value_bins;
+    std::vector<uint8_t>& refine = part == 0 ? spec.key_refine : spec.value_refine;
+    for (std::string item; in >> item;) {
+      char* end = nullptr;
+      const long b = std::strtol(item.c_str(), &end, 10);
+      long r = 0;
+      if (*end == '+') {
+        const char* digits = end + 1;
+        r = std::strtol(digits, &end, 10);
+        if (end == digits) end = const_cast<char*>(item.c_str());  // "B+" without bits
+      }
+      if (end == item.c_str() || *end != '\0' || b < 0 || b > 65535 || r < 0 || r > 255) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("level '", name, "': '", item, "' is not 'bins' or 'bins+refine_bits'"));
+      }
+      bins.push_back(static_cast<uint16_t>(b));
+      refine.push_back(static_cast<uint8_t>(r));
+      any_refine |= r != 0;
+    }
+    if (static_cast<int>(bins.size()) != layers) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("level '", name, "': ", bins.size(), " bins for ", layers, " layers"));
+    }
+  }
+  if (!any_refine) spec.key_refine.clear(), spec.value_refine.clear();
+  return spec;
+}
 
 }  // namespace ctx::codec

@@ -16,11 +16,12 @@
 
 namespace ctx::codec {
 
-// File layout (little-endian), version 2:
+// File layout (little-endian), version 3 (the only one read):
 //   u32 magic "CTXP"  u16 version  u16 reserved(0)
 //   u8[16] fingerprint  u16 layers  u16 kv_heads  u16 head_dim  u16 default_level
 //   u16 level_count, per level:
 //     u16 name_len, name, u16 key_bins[layers], u16 value_bins[layers],
+//     u8 key_refine[layers], u8 value_refine[layers]
 //     f64 bits_per_element, f64 kl_nats, f64 delta_ppl_pct, f64 top1_agreement
 //   u32 table_count, per table: u16 slot, u16 bins, u16 freqs[C * A],
 //     u16 repeat_count (0 or A), u16 repeat_freqs[repeat_count * A]
@@ -40,8 +41,12 @@ void WriteTables(const CodecProfile& p, ByteWriter* w) {
 }
 
 bool LevelFits(const LevelSpec& l, int layers) {
+  auto refine_fits = [layers](const std::vector<uint8_t>& r) {
+    return r.empty() || static_cast<int>(r.size()) == layers;
+  };
   return static_cast<int>(l.key_bins.size()) == layers &&
-         static_cast<int>(l.value_bins.size()) == layers;
+         static_cast<int>(l.value_bins.size()) == layers && refine_fits(l.key_refine) &&
+         refine_fits(l.value_refine);
 }
 
 }  // namespace
@@ -77,15 +82,21 @@ absl::Status ValidateProfile(const CodecProfile& p) {
   }
   if (p.levels.size() > 255) return absl::InvalidArgumentError("codec profile has > 255 levels");
   for (const LevelSpec& l : p.levels) {
-    if (static_cast<int>(l.key_bins.size()) != g.layers ||
-        static_cast<int>(l.value_bins.size()) != g.layers) {
-      return absl::InvalidArgumentError(absl::StrCat("level ", l.name, ": bins per layer missing"));
+    if (!LevelFits(l, g.layers)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("level ", l.name, ": bins or refinement bits per layer missing"));
     }
     for (int s = 0; s < g.slots(); ++s) {
       const int b = l.Bins(s);
       if (b != 0 && !ValidBins(b)) {
         return absl::InvalidArgumentError(
             absl::StrCat("level ", l.name, ": ", b, " bins (need 0 or even in [4, 256])"));
+      }
+      const int r = l.Refine(s);
+      if (r > kMaxRefineBits || (b == 0 && r != 0)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("level ", l.name, ": ", r, " refinement bits for slot ", s, " (need 0..",
+                         kMaxRefineBits, ", and 0 where the slot is not sent)"));
       }
     }
   }
@@ -135,6 +146,9 @@ std::string SerializeProfile(const CodecProfile& p) {
     w.Bytes(l.name.data(), l.name.size());
     for (uint16_t b : l.key_bins) w.U16(b);
     for (uint16_t b : l.value_bins) w.U16(b);
+    for (int kv = 0; kv < 2; ++kv) {
+      for (int j = 0; j < p.geometry.layers; ++j) w.U8(static_cast<uint8_t>(l.Refine(2 * j + kv)));
+    }
     w.F64(l.bits_per_element);
     w.F64(l.kl_nats);
     w.F64(l.delta_ppl_pct);
@@ -184,6 +198,8 @@ absl::StatusOr<CodecProfile> ParseProfile(absl::string_view bytes) {
     l.name = std::string(r.Bytes(name_len));
     for (int j = 0; j < layers; ++j) l.key_bins.push_back(r.U16());
     for (int j = 0; j < layers; ++j) l.value_bins.push_back(r.U16());
+    for (int j = 0; j < layers; ++j) l.key_refine.push_back(r.U8());
+    for (int j = 0; j < layers; ++j) l.value_refine.push_back(r.U8());
     l.bits_per_element = r.F64();
     l.kl_nats = r.F64();
     l.delta_ppl_pct = r.F64();
@@ -347,8 +363,10 @@ CodecProfile ProfileBuilder::Build() const {
       for (int s = 0; s < geometry_.slots(); ++s) {
         const int b = l.Bins(s);
         if (b == 0) continue;
-        // + one 8-bit scale code per token (the per-slot grid's 4 bytes are per chunk).
-        bits += payload_bits[{s, b}] + 8.0 * tokens_;
+        // + one 8-bit scale code per token (the per-slot grid's 4 bytes are per chunk)
+        // + the raw refinement bits of every element.
+        bits += payload_bits[{s, b}] + 8.0 * tokens_ +
+                static_cast<double>(l.Refine(s)) * static_cast<double>(tokens_) * c;
       }
       l.bits_per_element = bits / elements;
     }

@@ -18,9 +18,9 @@
 namespace ctx::codec {
 
 inline constexpr uint32_t kProfileMagic = 0x50585443;  // "CTXP"
-// Version 2 adds the repeat-context tables (SlotTable::repeat_freqs); older files are rejected
-// (re-run calibrate).
-inline constexpr uint16_t kProfileVersion = 2;
+// Version 2 added the refinement bits per (K|V, layer) of each level, version 3 the
+// repeat-context tables (SlotTable::repeat_freqs); older files are rejected (re-run calibrate).
+inline constexpr uint16_t kProfileVersion = 3;
 
 // One compression level: bins per (K|V, layer); 0 = that slot is not sent (the receiver
 // recomputes it, e.g. layer 0 from token ids and positions).
@@ -28,6 +28,11 @@ struct LevelSpec {
   std::string name;
   std::vector<uint16_t> key_bins;    // [layers]
   std::vector<uint16_t> value_bins;  // [layers]
+  // Refinement bits per slot (quantizer.h, wire v3): each element also carries r raw bits that
+  // place it in one of 2^r sub-bins of its bin. Empty = 0 everywhere; else [layers], 0..8, and
+  // 0 where the slot is not sent.
+  std::vector<uint8_t> key_refine;
+  std::vector<uint8_t> value_refine;
   // Measured offline (NaN = not measured yet).
   double bits_per_element = NAN;  // all-in: payload + scales + side information
   double kl_nats = NAN;           // mean KL(full || degraded) per token
@@ -35,6 +40,10 @@ struct LevelSpec {
   double top1_agreement = NAN;    // greedy next-token agreement with full KV
 
   int Bins(int slot) const { return slot & 1 ? value_bins[slot / 2] : key_bins[slot / 2]; }
+  int Refine(int slot) const {
+    const std::vector<uint8_t>& r = slot & 1 ? value_refine : key_refine;
+    return r.empty() ? 0 : r[slot / 2];
+  }
 };
 
 // Static table for one (slot, bins): freqs[c * A + s], A = AlphabetSize(bins), each row of A

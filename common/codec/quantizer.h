@@ -37,6 +37,30 @@ void DequantizeRow(const uint8_t* q, int n, int max_q, uint16_t scale_f16, float
 // Same with a float scale s >= max|x| (the rANS kind's 8-bit log-grid scales below).
 void QuantizeRowF(const float* x, int n, int max_q, float s, uint8_t* q);
 
+// Refinement (wire format v3, §4): with r refinement bits a row is quantized as above (the
+// symbol q is unchanged, so are its tables) and each element also gets the r-bit index of its
+// sub-bin: with u = x*MAX/s + MAX + 1/2 (q = floor(u), clamped), lo = floor((u - q) * 2^r)
+// clamped to [0, 2^r). Reconstruction at the sub-bin centre:
+//   x̂ = (q - MAX)*step + (2*lo + 1 - 2^r) * (step * 2^-(r+1)),  step = s/MAX,
+// so |x - x̂| <= s / (2^(r+1) * MAX): 2^r times finer, for r raw bits per element.
+inline constexpr int kMaxRefineBits = 8;
+void QuantizeRowRefined(const float* x, int n, int max_q, int refine_bits, float s, uint8_t* q,
+                        uint8_t* lo);
+
+// Refinement bits on the wire: per slot, the T*C values lo[t][c] as r-bit fields packed
+// LSB-first into little-endian bytes (8 values fill exactly r bytes), the slot's last byte
+// padded with zero bits. RefineBytes = ceil(n*r/8).
+inline size_t RefineBytes(size_t n, int refine_bits) {
+  return (n * static_cast<size_t>(refine_bits) + 7) / 8;
+}
+void PackRefineBits(const uint8_t* lo, size_t n, int refine_bits, std::string* out);
+// Adds the refinement of a decoded slot: for row t, element c,
+//   values[t*cols + c] += float(2*lo + 1 - 2^r) * fl(row_step[t] * 2^-(r+1))
+// with lo unpacked from `bits` (exactly RefineBytes(rows*cols, r) bytes). False (nothing
+// guaranteed about values) if the padding bits of the last byte are not zero.
+bool ApplyRefineBits(const uint8_t* bits, size_t rows, int cols, int refine_bits,
+                     const float* row_step, float* values);
+
 // max|x| of a row. InvalidArgument if a value is NaN/inf or max|x| exceeds 65504.
 absl::Status RowMaxAbs(const float* x, int n, float* max_abs);
 
@@ -68,7 +92,10 @@ uint8_t ScaleCode(const float* s, float m);
 // Quantizes one slot x[T][C] at `bins` the way the rANS kind does: appends the slot's scale
 // entry (u16 lo_f16, u16 ratio_m, T u8 codes) to scale_out, writes symbols[T][C] and, if
 // hist is not null, adds them to hist[C][A] (A = AlphabetSize(bins)).
+// With refine_bits > 0 also writes the refinement indices lo[T][C] to `refine` (quantizer
+// above; may be null when refine_bits is 0).
 absl::Status QuantizeSlot(const float* x, size_t tokens, int channels, int bins,
-                          std::string* scale_out, uint8_t* symbols, uint32_t* hist);
+                          std::string* scale_out, uint8_t* symbols, uint32_t* hist,
+                          int refine_bits = 0, uint8_t* refine = nullptr);
 
 }  // namespace ctx::codec

@@ -19,7 +19,7 @@
 namespace ctx::codec {
 
 inline constexpr uint32_t kChunkMagic = 0x4B585443;  // bytes "CTXK" (little-endian u32)
-inline constexpr uint16_t kChunkVersion = 3;
+inline constexpr uint16_t kChunkVersion = 4;
 inline constexpr size_t kChunkHeaderSize = 96;
 inline constexpr int kMaxLayers = 64;       // slot masks are two u64
 inline constexpr int kMaxChannels = 65535;  // C fits in u16 geometry fields

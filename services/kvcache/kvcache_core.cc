@@ -35,16 +35,31 @@ struct Target {
 };
 
 // Whether a stored blob can be reused as this target's encoding by the current build: it
-// parses (magic, this wire version, checksum) and names the target's level and, when it
-// uses profile tables, the tables this node's profile has. A blob written by an older
-// format or profile is re-encoded instead of being served to a decoder that rejects it.
+// parses (magic, this wire version, checksum), names the target's level, was coded with that
+// level's bins and refinement bits per slot (the profile hash covers only the tables: a
+// recalibrated level 0, say, keeps the hash) and, when it uses profile tables, the tables this
+// node's profile has. A blob written by an older format or profile is re-encoded instead of
+// being served to a decoder that rejects it, or as a level it no longer is.
 bool StoredBlobIsCurrent(const std::string& blob, const Target& target,
                          const codec::KvCodec& codec) {
   absl::StatusOr<codec::ParsedChunk> parsed = codec::ParseChunk(blob);
   if (!parsed.ok()) return false;
   const codec::ChunkHeader& h = parsed->header;
   if (target.encoding != pb::KV_ENCODING_CACHEGEN) return true;
-  if (h.level != target.level) return false;
+  if (h.level != target.level || h.kind != codec::EncodingKind::kRans) return false;
+  const std::vector<codec::LevelSpec>& levels = codec.profile().levels;
+  if (target.level < 0 || target.level >= static_cast<int32_t>(levels.size()) ||
+      !(h.geometry == codec.profile().geometry)) {
+    return false;
+  }
+  absl::StatusOr<codec::LevelSpec> coded = codec::RansChunkLevelSpec(*parsed);
+  if (!coded.ok()) return false;
+  const codec::LevelSpec& want = levels[target.level];
+  for (int slot = 0; slot < h.geometry.slots(); ++slot) {
+    if (coded->Bins(slot) != want.Bins(slot) || coded->Refine(slot) != want.Refine(slot)) {
+      return false;
+    }
+  }
   return h.profile_hash == 0 || h.profile_hash == codec.profile().TablesHash();
 }
 

@@ -94,10 +94,11 @@ void Errors(const KvChunkView& in, const DecodedChunk& d, const LevelSpec& spec,
         REQUIRE(s <= row_max[t] * grid.ratio() * (1 + 1e-6));
         worst_ratio = std::max(worst_ratio, static_cast<double>(s) / row_max[t]);
       }
-      const double bound = s / (2.0 * MaxQ(bins));
+      const double bound = s / (2.0 * MaxQ(bins) * (1 << spec.Refine(slot)));
       for (int i = 0; i < c; ++i) {
         const double e = std::fabs(in.data[off + i] - d.kv[off + i]);
-        *worst_excess = std::max(*worst_excess, e - bound * (1 + 1e-5));
+        // Slack: float rounding of x*MAX/s + MAX and of x̂ (each <= 2^-23 s).
+        *worst_excess = std::max(*worst_excess, e - bound * (1 + 1e-5) - s * 0x1p-20);
         num += e * e;
         den += static_cast<double>(in.data[off + i]) * in.data[off + i];
       }
@@ -247,6 +248,9 @@ TEST_CASE("decoder rejects every truncation and every single-byte flip", "[codec
   chunks.push_back(*codec.Encode(view, 3, {.tables = TableChoice::kChunkShared}));
   chunks.push_back(*EncodeInt8(view));
   chunks.push_back(*EncodeRawF16(view));
+  // Refinement bits (wire v3) on some slots.
+  chunks.push_back(*codec.EncodeWithBins(
+      view, *ParseLevelBins("r", "128+3 128+3 32 32+1 6 6|128+8 12 12 12+2 8 8", 6)));
   for (const std::string& bytes : chunks) {
     REQUIRE(codec.Decode(bytes).ok());
     for (size_t cut = 0; cut < bytes.size(); ++cut) {

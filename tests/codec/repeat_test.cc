@@ -38,7 +38,7 @@ KvCodec Codec() {
 std::string WithSection(const std::string& bytes, size_t index, const std::string& content) {
   auto parsed = ParseChunk(bytes);
   REQUIRE(parsed.ok());
-  auto sections = ReadSections(parsed->payload, 5);
+  auto sections = ReadSections(parsed->payload, 6);
   REQUIRE(sections.ok());
   std::vector<std::string> parts;
   for (absl::string_view s : *sections) parts.emplace_back(s);
@@ -183,13 +183,13 @@ TEST_CASE("repeat contexts: token id validation and inconsistent chunks rejected
   const std::string order0 = *codec.Encode(v, 3, {.tables = TableChoice::kProfile});
   REQUIRE(codec.Decode(rep).ok());
   // Mode 3 without its map, a map without mode 3, a map pointing forward: DataLoss.
-  CHECK(codec.Decode(WithSection(rep, 4, "")).status().code() == absl::StatusCode::kDataLoss);
+  CHECK(codec.Decode(WithSection(rep, 5, "")).status().code() == absl::StatusCode::kDataLoss);
   std::string map;
   WriteRepeatMap(RepeatRows(kv.ids), &map);
-  CHECK(codec.Decode(WithSection(order0, 4, map)).status().code() == absl::StatusCode::kDataLoss);
+  CHECK(codec.Decode(WithSection(order0, 5, map)).status().code() == absl::StatusCode::kDataLoss);
   std::string forward = map;
   forward[0] = 1;
-  CHECK(codec.Decode(WithSection(rep, 4, forward)).status().code() == absl::StatusCode::kDataLoss);
+  CHECK(codec.Decode(WithSection(rep, 5, forward)).status().code() == absl::StatusCode::kDataLoss);
   // A decoder whose profile has no repeat tables (same order-0 tables, other hash) refuses.
   CHECK(plain->Decode(rep).status().code() == absl::StatusCode::kFailedPrecondition);
 }

@@ -72,13 +72,25 @@ int main(int argc, char** argv) {
       chunks.push_back(Must(codec.Encode(view, static_cast<int>(level), {.tables = t})));
     }
   }
+  // Refinement bits (wire v3: slot directory field + section 4), profile and chunk tables.
+  const absl::StatusOr<codec::LevelSpec> refined =
+      codec::ParseLevelBins("r", "8+3 16+5|4+1 32+8", fuzz::kGeometry.layers);
+  if (!refined.ok()) std::exit(1);
+  for (codec::TableChoice t : {codec::TableChoice::kAuto, codec::TableChoice::kChunkShared}) {
+    chunks.push_back(Must(codec.EncodeWithBins(view, *refined, {.tables = t})));
+  }
   chunks.push_back(Must(codec::EncodeRawF16(view)));
   chunks.push_back(Must(codec::EncodeInt8(view)));
   Corpus decode = Open(root, "fuzz_codec_decode");
   for (size_t i = 0; i < chunks.size(); ++i)
     decode.Add(std::string(1, i % 2 ? '\3' : '\1') + chunks[i]);
 
-  Open(root, "fuzz_codec_profile").Add("\1" + codec::SerializeProfile(codec.profile()));
+  Corpus profiles = Open(root, "fuzz_codec_profile");
+  profiles.Add("\1" + codec::SerializeProfile(codec.profile()));
+  codec::CodecProfile with_refine = codec.profile();  // profile v2 refinement fields
+  with_refine.levels[0].key_refine = {3, 5};
+  with_refine.levels[0].value_refine = {1, 8};
+  profiles.Add("\1" + codec::SerializeProfile(with_refine));
 
   // safetensors: 8-byte little-endian header length, JSON header, data.
   Corpus st = Open(root, "fuzz_safetensors");

@@ -171,7 +171,7 @@ TEST_CASE(
   CHECK(m.chunks(2).ref().token_end() == 600);
   CHECK(inference.prefill_calls == 1);
 
-  SECTION("sizes: raw > int8 > every level, decreasing with level") {
+  SECTION("sizes: raw > every level, int8 > every level but the near-lossless 0, decreasing") {
     for (const pb::ManifestChunk& c : m.chunks()) {
       REQUIRE(c.encodings_size() == L + 2);
       std::map<int, uint64_t> level_bytes;
@@ -183,7 +183,10 @@ TEST_CASE(
       }
       REQUIRE(static_cast<int>(level_bytes.size()) == L);
       CHECK(raw > q8);
-      CHECK(q8 > level_bytes[0]);
+      // Level 0 (near-lossless: 64 bins + 5 refinement bits, ~10.2 bits/el) is finer, and
+      // larger, than the 8-bit baseline; every other level is far smaller.
+      CHECK(raw > level_bytes[0]);
+      CHECK(q8 > level_bytes[1]);
       for (int l = 1; l < L; ++l) CHECK(level_bytes[l] <= level_bytes[l - 1]);
       const uint64_t tokens = c.ref().token_end() - c.ref().token_begin();
       CHECK(raw >= tokens * 2 * cfg.num_layers * C * 2);  // fp16 + header
@@ -397,7 +400,7 @@ TEST_CASE("kvcache: disk store survives a restart, missing blobs are NOT_FOUND, 
   std::filesystem::remove_all(dir);
 }
 
-TEST_CASE("kvcache: a stored blob of another wire version is re-encoded, never reused") {
+TEST_CASE("kvcache: a stored blob of another wire version or level coding is re-encoded") {
   FixtureInference inference(&TinyLlama());
   FixtureServer server(&inference);
   const std::filesystem::path dir =
@@ -416,13 +419,13 @@ TEST_CASE("kvcache: a stored blob of another wire version is re-encoded, never r
   }
   const store::BlobKey key =
       BlobKeyFor(m.chunks(0).ref().chunk_hash(), pb::KV_ENCODING_CACHEGEN, 0);
-  {  // Chunk 0 as an older build wrote it: same bytes, wire version 1.
+  {  // Chunk 0 as an older build wrote it: same bytes, wire version 2.
     auto store = store::DiskStore::Open(dir);
     REQUIRE(store.ok());
     absl::StatusOr<std::string> blob = (*store)->Get(key);
     REQUIRE(blob.ok());
     std::string old = *blob;
-    old[4] = 1;
+    old[4] = 2;  // wire v2: before refinement bits
     old[5] = 0;
     REQUIRE_FALSE(codec::ParseChunk(old).ok());
     REQUIRE((*store)->Put(key, old).ok());
@@ -435,11 +438,45 @@ TEST_CASE("kvcache: a stored blob of another wire version is re-encoded, never r
     kv.svc.process->Signal(SIGKILL);
     kv.svc.process->WaitExit(5s);
   }
+  const store::BlobKey key1 =
+      BlobKeyFor(m.chunks(1).ref().chunk_hash(), pb::KV_ENCODING_CACHEGEN, 0);
+  std::string current1;
+  {
+    auto store = store::DiskStore::Open(dir);
+    REQUIRE(store.ok());
+    absl::StatusOr<std::string> blob = (*store)->Get(key);
+    REQUIRE(blob.ok());
+    CHECK(codec::ParseChunk(*blob).ok());
+    // Chunk 1 as if level 0 had been recalibrated (same wire version and profile hash, other
+    // refinement bits in its first slot): a valid v3 chunk, but no longer what level 0 codes.
+    absl::StatusOr<std::string> b1 = (*store)->Get(key1);
+    REQUIRE(b1.ok());
+    current1 = *b1;
+    auto parsed = codec::ParseChunk(*b1);
+    REQUIRE(parsed.ok());
+    std::string payload(parsed->payload);
+    auto sections = codec::ReadSections(payload, 6);
+    REQUIRE(sections.ok());
+    const size_t dir0 = (*sections)[0].data() - payload.data();
+    payload[dir0 + 2] = static_cast<char>(payload[dir0 + 2] ^ 1);
+    std::string forged;
+    codec::WriteChunk(parsed->header, payload, &forged);
+    REQUIRE(codec::ParseChunk(forged).ok());
+    REQUIRE((*store)->Put(key1, forged).ok());
+  }
+  {
+    KvCacheProc kv = StartKvCache(server.address(), flags);
+    IngestResult again = Ingest(*kv.stub, "t1", "doc-third", a, false, {0});
+    REQUIRE(again.status.ok());
+    CHECK(again.events.back().chunks_reused() == 1);  // chunk 0 only; chunk 1 re-encoded
+    kv.svc.process->Signal(SIGKILL);
+    kv.svc.process->WaitExit(5s);
+  }
   auto store = store::DiskStore::Open(dir);
   REQUIRE(store.ok());
-  absl::StatusOr<std::string> blob = (*store)->Get(key);
-  REQUIRE(blob.ok());
-  CHECK(codec::ParseChunk(*blob).ok());
+  absl::StatusOr<std::string> blob1 = (*store)->Get(key1);
+  REQUIRE(blob1.ok());
+  CHECK(*blob1 == current1);  // deterministic re-encode at the profile's level 0
   std::filesystem::remove_all(dir);
 }
 

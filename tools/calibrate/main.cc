@@ -17,8 +17,9 @@
 // on this model (kv-anchors §3b), so each λ picks per slot argmin_b bits + λ·KL, and the
 // levels are the λ whose predicted KL is closest to the targets.
 //
-// --level0 replaces level 0 by a near-lossless table (the shipped profile: NL128, 128 bins in
-// every slot, for greedy agreement with the text path); --levels gives the list explicitly.
+// --level0 replaces level 0 by a near-lossless table (the shipped profile: NL64r5, 64 bins + 5
+// refinement bits in every slot, for greedy agreement with the text path); --levels gives the
+// list explicitly. Bins entries may be "B+r" (r refinement bits, wire format v3).
 //
 // Per level the profile records bits/element all-in (measured by encoding the held-out
 // windows' chunks), KL (nats/token), ΔPPL % (mean of window PPL) and top-1 agreement.
@@ -103,21 +104,14 @@ kveval::Score Measure(const std::vector<kveval::Window>& windows, const kveval::
   return total;
 }
 
-// "name=K0 K1 ..|V0 V1 .." -> LevelSpec.
+// "name=K0 K1 ..|V0 V1 .." (a bins entry may be "B+r": r refinement bits) -> LevelSpec.
 codec::LevelSpec ParseLevel(const std::string& text, int layers) {
-  const size_t eq = text.find('='), bar = text.find('|');
-  if (eq == std::string::npos || bar == std::string::npos || bar < eq) {
-    Die("level '" + text + "' is not 'name=K bins|V bins'");
-  }
-  codec::LevelSpec spec;
-  spec.name = text.substr(0, eq);
-  for (int part = 0; part < 2; ++part) {
-    std::istringstream in(part == 0 ? text.substr(eq + 1, bar - eq - 1) : text.substr(bar + 1));
-    std::vector<uint16_t>& bins = part == 0 ? spec.key_bins : spec.value_bins;
-    for (int b; in >> b;) bins.push_back(static_cast<uint16_t>(b));
-    if (static_cast<int>(bins.size()) != layers) Die("level '" + text + "': wrong layer count");
-  }
-  return spec;
+  const size_t eq = text.find('=');
+  if (eq == std::string::npos) Die("level '" + text + "' is not 'name=K bins|V bins'");
+  absl::StatusOr<codec::LevelSpec> spec =
+      codec::ParseLevelBins(text.substr(0, eq), text.substr(eq + 1), layers);
+  if (!spec.ok()) Die(spec.status().ToString());
+  return *std::move(spec);
 }
 
 codec::LevelSpec Uniform(int layers, int bins, const std::string& name) {
@@ -358,10 +352,14 @@ int main(int argc, char** argv) {
     l.kl_nats = s.MeanKl();
     l.delta_ppl_pct = 100 * (s.MeanWindowPpl() / full.MeanWindowPpl() - 1);
     l.top1_agreement = s.Top1();
-    std::string bins;
-    for (uint16_t b : l.key_bins) absl::StrAppend(&bins, b, " ");
+    std::string bins;  // "B" or "B+r" (r refinement bits) per slot
+    auto item = [&l](int slot) {
+      return l.Refine(slot) ? absl::StrCat(l.Bins(slot), "+", l.Refine(slot))
+                            : absl::StrCat(l.Bins(slot));
+    };
+    for (int j = 0; j < geo.layers; ++j) absl::StrAppend(&bins, item(2 * j), " ");
     absl::StrAppend(&bins, "|");
-    for (uint16_t b : l.value_bins) absl::StrAppend(&bins, " ", b);
+    for (int j = 0; j < geo.layers; ++j) absl::StrAppend(&bins, " ", item(2 * j + 1));
     std::printf("%-3zu %-10s %-40s %9.3f %+9.2f %9.5f %8.4f\n", i, l.name.c_str(), bins.c_str(),
                 l.bits_per_element, l.delta_ppl_pct, l.kl_nats, l.top1_agreement);
   }

@@ -25,6 +25,7 @@
 #include "absl/strings/str_split.h"
 #include "common/codec/baselines.h"
 #include "common/codec/codec.h"
+#include "common/codec/level_table.h"
 #include "common/model/model.h"
 #include "common/tokenizer/tokenizer.h"
 #include "nlohmann/json.hpp"
@@ -54,7 +55,8 @@ ABSL_FLAG(int, greedy_tokens, 0,
 ABSL_FLAG(bool, teacher_forced, true, "run the teacher-forced protocol (ΔPPL, KL, top-1)");
 ABSL_FLAG(std::string, extra_levels, "",
           "ad-hoc levels to measure too, 'name=K0 K1 ..|V0 V1 ..;name2=...' (bins per layer, 0 = "
-          "not sent); slots without a profile table code with chunk-carried tables");
+          "not sent, 'B+r' = B bins + r refinement bits); slots without a profile table code "
+          "with chunk-carried tables");
 ABSL_FLAG(std::string, methods, "",
           "quantizer variants outside the codec, 'method:level,...' with method tok | kch | dL "
           "(quant_methods.h) and level a profile level, --extra_levels level or CacheGen's "
@@ -143,7 +145,8 @@ void Bench(const ctx::codec::KvCodec& codec, const std::vector<KvChunkView>& chu
       r.dec_s += (ThreadSeconds() - t1) / repeat;
       r.elements += static_cast<double>(v.NumElements());
       if (kind >= 0) {
-        r.payload_bits += 8.0 * static_cast<double>(st.stream_bytes + st.table_bytes);
+        r.payload_bits +=
+            8.0 * static_cast<double>(st.stream_bytes + st.table_bytes + st.refine_bytes);
         r.side_bits +=
             8.0 * static_cast<double>(st.header_bytes + st.scale_bytes + st.repeat_bytes);
       } else {
@@ -181,21 +184,11 @@ void Bench(const ctx::codec::KvCodec& codec, const std::vector<KvChunkView>& chu
   }
 }
 
-// "K0 K1 ..|V0 V1 .." -> LevelSpec.
+// "K0 K1 ..|V0 V1 .." (a bins entry may be "B+r": r refinement bits) -> LevelSpec.
 ctx::codec::LevelSpec ParseBins(const std::string& name, const std::string& text, int layers) {
-  ctx::codec::LevelSpec spec;
-  spec.name = name;
-  const size_t bar = text.find('|');
-  if (bar == std::string::npos) Die("level '" + name + "': expected 'K bins|V bins'");
-  for (int part = 0; part < 2; ++part) {
-    std::istringstream in(part == 0 ? text.substr(0, bar) : text.substr(bar + 1));
-    std::vector<uint16_t>& bins = part == 0 ? spec.key_bins : spec.value_bins;
-    for (int b; in >> b;) bins.push_back(static_cast<uint16_t>(b));
-    if (static_cast<int>(bins.size()) != layers) {
-      Die(absl::StrCat("level '", name, "': ", bins.size(), " bins for ", layers, " layers"));
-    }
-  }
-  return spec;
+  absl::StatusOr<ctx::codec::LevelSpec> spec = ctx::codec::ParseLevelBins(name, text, layers);
+  if (!spec.ok()) Die(spec.status().ToString());
+  return *std::move(spec);
 }
 
 bool Selected(const std::string& name) {
