@@ -103,7 +103,7 @@ void DumpWindow(const ctx::model::KvCache& cache, const codec::KvGeometry& geo,
         z.header += 8.0 * st.header_bytes;
         z.scales += 8.0 * st.scale_bytes;
         z.tables += 8.0 * st.table_bytes;
-        z.stream += 8.0 * st.stream_bytes;
+        z.stream += 8.0 * (st.stream_bytes + st.refine_bytes);  // + raw refinement bits (v3)
       }
     }
     for (int s = 0; s < S; ++s) {
