@@ -69,6 +69,10 @@ ABSL_FLAG(int, default_level, -1,
 ABSL_FLAG(int, max_table_bins, 64,
           "ship static tables only for bins <= this (a 128-bin table is 32 KB; slots above it "
           "code with tables carried in the chunk)");
+ABSL_FLAG(int, max_repeat_bins, 64,
+          "ship repeat-context tables only for bins <= this (A tables of A symbols each: at 64 "
+          "bins they are 252 KB of decode tables per slot, and decode of such a slot ~2x slower "
+          "on cold caches; slots above code order-0)");
 ABSL_FLAG(std::string, level0, "",
           "near-lossless level 0 as 'name=K0 K1 ..|V0 V1 ..' (bins per layer; up to 256), "
           "replacing level 0 of DefaultLevels or of the search");
@@ -322,6 +326,8 @@ int main(int argc, char** argv) {
     for (const codec::LevelSpec& l : levels) {
       if (l.Bins(t.slot) == t.bins) {
         profile.tables.push_back(t);
+        if (t.bins > absl::GetFlag(FLAGS_max_repeat_bins))
+          profile.tables.back().repeat_freqs.clear();
         break;
       }
     }
