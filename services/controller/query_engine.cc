@@ -553,6 +553,7 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
   preq.text_bandwidth_bps = options_.text_bandwidth_bps;
   preq.slo_s = request.slo_ttft_seconds();
   preq.max_quality_loss = request.max_quality_loss();
+  preq.consider_hybrid = options_.hybrid;
   if (request.objective() == pb::OBJECTIVE_FASTEST_WITHIN_FLOOR) {
     preq.objective = policy::Objective::kFastestWithinFloor;
   }
@@ -614,7 +615,9 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
     for (size_t i = 0; i < plan->chunk_levels.size(); ++i) {
       pb::ChunkPlan* c = p->add_chunks();
       c->set_chunk_index(static_cast<uint32_t>(i));
-      c->set_form(pb::FORM_KV);
+      // A hybrid's text head: prefilled on the inference node while the KV tail streams.
+      const bool text = plan->chunk_levels[i] == policy::kTextLevel;
+      c->set_form(text ? pb::FORM_TEXT : pb::FORM_KV);
       c->set_level(plan->chunk_levels[i]);
     }
   }
@@ -679,7 +682,8 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
       pb::ContextSegment* seg = start.add_segments();
       seg->set_token_begin(ref.token_begin());
       seg->set_token_end(ref.token_end());
-      seg->set_form(pb::FORM_KV);
+      const bool text = plan->chunk_levels[i] == policy::kTextLevel;  // hybrid head
+      seg->set_form(text ? pb::FORM_TEXT : pb::FORM_KV);
       seg->set_level(plan->chunk_levels[i]);
       seg->mutable_tokens()->mutable_ids()->Assign(rec.tokens.begin() + ref.token_begin(),
                                                    rec.tokens.begin() + ref.token_end());
@@ -802,7 +806,8 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
   // Prefill: the node prefilled positions [kv_tokens, kv_tokens + prefilled + question) (a
   // clean sample only without a mid-stream fallback, which prefills in pieces).
   // For KV that is the question alone, on top of the KV prefix.
-  if (!done.fell_back() && done.timings().prefill_seconds() > 0) {
+  // A hybrid prefilled [0, head) and [n, n + question): two ranges, no single sample.
+  if (!done.fell_back() && done.timings().prefill_seconds() > 0 && chosen.text_chunks == 0) {
     const double n0 = done.kv_tokens();
     const double n1 = n0 + done.prefilled_tokens() + static_cast<double>(question.size());
     std::lock_guard<std::mutex> lock(mu_);

@@ -52,6 +52,9 @@ struct EngineOptions {
   // KV decode throughput before a replica's is measured (GenerateDone.decode_seconds).
   double decode_bytes_per_second = 200e6;
   bool retry_inference = true;  // retry an UNAVAILABLE inference replica once elsewhere
+  // Also consider hybrid plans: a text head prefilled on the inference node while the KV tail
+  // streams (policy::PlanRequest::consider_hybrid). main.cc turns it on (--hybrid).
+  bool hybrid = false;
 };
 
 struct Backends {

@@ -137,6 +137,9 @@ void KvSourceFetcher::Run() {
     replanner = std::make_unique<policy::StreamReplanner>(
         adapt->cost, adapt->context, policy::BandwidthEstimator(0.5, cold > 0 ? cold : 12.5e6),
         source_.adaptation().slo_ttft_seconds(), source_.adaptation().max_quality_loss());
+    // A hybrid plan's text head: the worker prefills it while the tail below streams, so the
+    // replanner counts its prefill as decoder backlog and re-plans only the tail.
+    replanner->set_text_head(first_kv);
   }
 
   grpc::ClientContext ctx;
@@ -166,7 +169,7 @@ void KvSourceFetcher::Run() {
       if (as_kv) {
         as_kv = pd.level != policy::kTextLevel;
         level = pd.level;
-      } else {
+      } else if (i >= first_kv) {
         d.set_reason("planned as text");
       }
     } else {
