@@ -698,12 +698,15 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
     pb::AdaptationParams* ap = src->mutable_adaptation();
     // The receiver's budget: the query's SLO, or with FASTEST_WITHIN_FLOOR the chosen
     // option's predicted TTFT (keep its pace; upgrade quality only where that still fits).
+    // Without keeping pace, fastest means as soon as possible (EngineOptions).
     double receiver_slo = preq.slo_s;
     if (preq.objective == policy::Objective::kFastestWithinFloor) {
-      receiver_slo = planned_at_s + chosen.ttft_s;
+      receiver_slo = options_.fastest_keeps_pace ? planned_at_s + chosen.ttft_s : 0;
     }
     if (receiver_slo > 0) {
       ap->set_slo_ttft_seconds(std::max(receiver_slo - SecondsSince(t0), 1e-3));
+    } else if (preq.objective == policy::Objective::kFastestWithinFloor) {
+      ap->set_slo_ttft_seconds(1e-3);  // as soon as possible: the replanner's best effort
     }
     ap->set_max_quality_loss(preq.max_quality_loss);
     ap->set_bandwidth_estimate_bytes_per_second(preq.bandwidth_bps);

@@ -55,6 +55,13 @@ struct EngineOptions {
   // Also consider hybrid plans: a text head prefilled on the inference node while the KV tail
   // streams (policy::PlanRequest::consider_hybrid). main.cc turns it on (--hybrid).
   bool hybrid = false;
+  // OBJECTIVE_FASTEST_WITHIN_FLOOR: the receiver's budget. false (default): ~0, i.e. "as soon
+  // as possible": each remaining chunk at whichever of the smallest allowed level and text is
+  // predicted to finish sooner (the replanner's best-effort rule). true: the chosen option's
+  // predicted TTFT, so the receiver upgrades quality wherever that seems to fit; measured
+  // (loadtest/adaptive_bench.sh, 30-1000 Mbit/s) that costs 1.3-2x TTFT: a fast first chunk
+  // (the limiter's burst) makes a level-0 chunk look affordable.
+  bool fastest_keeps_pace = false;
 };
 
 struct Backends {
