@@ -46,6 +46,7 @@
 #ifndef CTX_COMMON_POLICY_REPLANNER_H_
 #define CTX_COMMON_POLICY_REPLANNER_H_
 
+#include <algorithm>
 #include <cstddef>
 #include <string>
 
@@ -76,6 +77,10 @@ class StreamReplanner {
   // elapsed_s: seconds since the request started; decode_backlog_s: seconds until the
   // decoder finishes chunks already received. Call only while !done().
   ChunkDecision Decide(double elapsed_s, double decode_backlog_s = 0);
+
+  // Chunks before `chunk` were already sent as planned (KV, decided elsewhere): the next
+  // Decide is for `chunk`. Never moves backwards.
+  void SkipTo(size_t chunk) { next_ = std::max(next_, chunk); }
 
   // Chunks [0, chunks) are a text head prefilled concurrently (above). Call before Decide.
   void set_text_head(size_t chunks) { text_head_ = chunks; }

@@ -59,6 +59,7 @@ class KvSourceFetcher {
   std::atomic<bool> stop_{false};
   std::mutex ctx_mu_;
   grpc::ClientContext* active_ctx_ = nullptr;
+  grpc::ClientContext* manifest_ctx_ = nullptr;  // adapt: the GetManifest call in flight
   std::thread thread_;
 };
 
