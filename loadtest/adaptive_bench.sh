@@ -23,7 +23,8 @@
 #   loadtest/adaptive_bench.sh        # writes $BENCH_OUT/table.md and prints it
 # Env: BUILD=build BENCH_BANDWIDTHS="1 3 10 30 100 300 1000" (Mbit/s) BENCH_QUERIES=2
 #      BENCH_OBJECTIVE=fastest|quality BENCH_SLO=0 BENCH_TRACE=... BENCH_OUT=var/adaptive_bench
-#      BENCH_MAX_TOKENS=2 BENCH_HYBRID=true
+#      BENCH_MAX_TOKENS=2 BENCH_HYBRID=true BENCH_FLOOR=0 (adaptive's quality floor)
+#      BENCH_STRATEGIES="text ctext kv0 ... adaptive" (leave out those above the floor)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -37,6 +38,7 @@ SLO=${BENCH_SLO:-0}
 TRACE=${BENCH_TRACE:-"12500000,250000@0.2s,12500000@1.2s"}
 MAX_TOKENS=${BENCH_MAX_TOKENS:-2}
 HYBRID=${BENCH_HYBRID:-true}
+FLOOR=${BENCH_FLOOR:-0}
 MODEL=models/tiny-llama
 CTXLOAD=$BUILD/bin/ctxload
 
@@ -64,7 +66,7 @@ load() {
 "$CTXLOAD" --codec_info_from="${CLUSTER_ADDR[kvcache]}" --codec_info_out="$OUT/codec.json"
 load --register_only
 LEVELS=$(jq -r '.levels[].level' "$OUT/codec.json" | tr '\n' ' ')
-STRATEGIES="text ctext $(for l in $LEVELS; do printf 'kv%s ' "$l"; done)adaptive"
+STRATEGIES=${BENCH_STRATEGIES:-"text ctext $(for l in $LEVELS; do printf 'kv%s ' "$l"; done)adaptive"}
 
 # Warm-up on an unlimited link: prefill samples and a first bandwidth measurement.
 load --queries=2 --duration_seconds=0 --force_form=text
@@ -78,7 +80,7 @@ run_point() {  # $1 point name, $2 schedule spec
       text) args=(--force_form=text) ;;
       ctext) args=(--force_form=ctext) ;;
       kv*) args=(--force_form=kv --force_level="${s#kv}") ;;
-      adaptive) args=(--objective="$OBJECTIVE") ;;
+      adaptive) args=(--objective="$OBJECTIVE" --quality_floor="$FLOOR") ;;
     esac
     load --queries="$QUERIES" --duration_seconds=0 --label="$1/$s" \
       --summary="$OUT/$1.$s.json" --records="$OUT/$1.$s.jsonl" "${args[@]}"

@@ -529,14 +529,22 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
 
   policy::CostModel model;
   {
+    // ModelInfo's start-up speeds only until the replica has measured real prefills: they are
+    // short prompts timed once, often while the node is busy ingesting the first contexts
+    // (adaptive_bench: text predicted 1.2-1.7x too slow with them in the fit).
     std::vector<policy::PrefillSample> samples;
-    for (const pb::PrefillSpeed& p : info.prefill_speed()) {
-      samples.push_back(policy::PrefillModel::FromSpeed(p.tokens(), p.tokens_per_second()));
-    }
     {
       std::lock_guard<std::mutex> lock(mu_);
       const auto& measured = prefill_samples_[lease.index()];
       samples.insert(samples.end(), measured.begin(), measured.end());
+    }
+    const auto long_prefills = std::count_if(
+        samples.begin(), samples.end(),
+        [](const policy::PrefillSample& p) { return p.n1 - p.n0 >= kMinLongPrefillTokens; });
+    if (long_prefills < kMinLongPrefills) {
+      for (const pb::PrefillSpeed& p : info.prefill_speed()) {
+        samples.push_back(policy::PrefillModel::FromSpeed(p.tokens(), p.tokens_per_second()));
+      }
     }
     absl::StatusOr<policy::PrefillModel> fit = policy::PrefillModel::Fit(samples);
     if (fit.ok()) model.prefill = *fit;

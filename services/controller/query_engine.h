@@ -130,8 +130,13 @@ class QueryEngine {
   std::map<size_t, CachedModelInfo> model_info_;           // by inference replica
   std::map<size_t, ctxstream::v1::CodecInfo> codec_info_;  // by kvcache replica
   // Prefill times measured by each inference replica on real queries (GenerateDone), the
-  // newest kMaxPrefillSamples, fitted together with ModelInfo.prefill_speed.
+  // newest kMaxPrefillSamples, fitted together with ModelInfo.prefill_speed until there are
+  // kMinLongPrefills long ones.
   static constexpr size_t kMaxPrefillSamples = 32;
+  // With this many measured prefills of >= kMinLongPrefillTokens tokens, ModelInfo's start-up
+  // speeds leave the fit.
+  static constexpr long kMinLongPrefills = 3;
+  static constexpr double kMinLongPrefillTokens = 64;
   std::map<size_t, std::deque<policy::PrefillSample>> prefill_samples_;
   std::map<size_t, double> decode_bps_;  // measured KV decode throughput by replica
 };
