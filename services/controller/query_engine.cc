@@ -537,6 +537,8 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
       std::lock_guard<std::mutex> lock(mu_);
       const auto& measured = prefill_samples_[lease.index()];
       samples.insert(samples.end(), measured.begin(), measured.end());
+      const auto& shorter = short_prefill_samples_[lease.index()];
+      samples.insert(samples.end(), shorter.begin(), shorter.end());
     }
     const auto long_prefills = std::count_if(
         samples.begin(), samples.end(),
@@ -821,10 +823,13 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
   if (!done.fell_back() && done.timings().prefill_seconds() > 0 && chosen.text_chunks == 0) {
     const double n0 = done.kv_tokens();
     const double n1 = n0 + done.prefilled_tokens() + static_cast<double>(question.size());
+    // Long prefills and question-only ones (KV) in separate windows, so a run of KV queries
+    // does not push every long prefill out of the fit.
     std::lock_guard<std::mutex> lock(mu_);
-    auto& samples = prefill_samples_[inference_index];
+    auto& samples = n1 - n0 >= kMinLongPrefillTokens ? prefill_samples_[inference_index]
+                                                     : short_prefill_samples_[inference_index];
     samples.push_back({n0, n1, done.timings().prefill_seconds()});
-    if (samples.size() > kMaxPrefillSamples) samples.pop_front();
+    if (samples.size() > kMaxPrefillSamples / 2) samples.pop_front();
   }
   uint64_t kv_bytes = 0;
   for (const pb::ByteCount& b : done.bytes()) {

@@ -137,7 +137,10 @@ class QueryEngine {
   // speeds leave the fit.
   static constexpr long kMinLongPrefills = 3;
   static constexpr double kMinLongPrefillTokens = 64;
+  // Newest kMaxPrefillSamples / 2 of each: >= kMinLongPrefillTokens tokens, and shorter
+  // (the question on top of KV).
   std::map<size_t, std::deque<policy::PrefillSample>> prefill_samples_;
+  std::map<size_t, std::deque<policy::PrefillSample>> short_prefill_samples_;
   std::map<size_t, double> decode_bps_;  // measured KV decode throughput by replica
 };
 
