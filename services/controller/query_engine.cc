@@ -836,7 +836,11 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
     if (b.form() == pb::FORM_KV || b.form() == pb::FORM_UNSPECIFIED) kv_bytes += b.bytes();
   }
   const double fetch_s = done.timings().fetch_seconds();
-  if (kv && kv_bytes > 0 && fetch_s > 0) {
+  const bool wire = wire_bytes > 0 && wire_seconds > 0;
+  // fetch_seconds is the time the worker waited for KV: behind a hybrid's text head (the tail
+  // arrives while the head is prefilled) it is ~0 and says nothing about the link.
+  const bool waited = fetch_s > 0 && chosen.text_chunks == 0;
+  if (kv && kv_bytes > 0 && (wire || waited)) {
     std::lock_guard<std::mutex> lock(mu_);
     const std::string link = LinkKey(kv.index(), inference_index);
     auto it = links_.find(link);
@@ -846,7 +850,7 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
                                                          options_.cold_start_bps))
                .first;
     }
-    if (wire_bytes > 0 && wire_seconds > 0) {
+    if (wire) {
       it->second.AddSample(wire_bytes, wire_seconds);
     } else {
       it->second.AddSample(static_cast<double>(kv_bytes), fetch_s);
