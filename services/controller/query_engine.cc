@@ -686,7 +686,12 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
       add_text_segment(pb::FORM_TEXT, rec.tokens);
     }
   } else if (chosen.form == policy::Form::kKv) {
-    const bool adapt = request.adapt_per_chunk() || options_.adapt;
+    // Re-planning needs measured chunks to act on; when the whole transfer is predicted
+    // shorter than options_.min_adapt_transfer_s it cannot help and only costs (a manifest read
+    // and a thread on the receiver: 2-5 ms of 20-30 ms TTFTs in adaptive_bench at >= 100
+    // Mbit/s). A query that asks for it explicitly (adapt_per_chunk) always gets it.
+    const bool adapt = request.adapt_per_chunk() ||
+                       (options_.adapt && chosen.transfer_s >= options_.min_adapt_transfer_s);
     for (int i = 0; i < manifest.chunks_size(); ++i) {
       const pb::ChunkRef& ref = manifest.chunks(i).ref();
       pb::ContextSegment* seg = start.add_segments();

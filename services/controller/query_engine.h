@@ -62,6 +62,9 @@ struct EngineOptions {
   // (loadtest/adaptive_bench.sh, 30-1000 Mbit/s) that costs 1.3-2x TTFT: a fast first chunk
   // (the limiter's burst) makes a level-0 chunk look affordable.
   bool fastest_keeps_pace = false;
+  // With `adapt`: re-plan per chunk only when the plan's predicted transfer time is at least
+  // this (main.cc: --min_adapt_transfer_seconds, 0.05).
+  double min_adapt_transfer_s = 0;
 };
 
 struct Backends {
