@@ -219,8 +219,9 @@ void KvSourceFetcher::Run() {
         d.set_reason("planned as text");
       }
     } else {
-      d.set_reason(as_kv ? (source_.adapt() ? "plan (chunk sizes not read yet)" : "plan")
-                         : "planned as text");
+      d.set_reason(as_kv          ? (source_.adapt() ? "plan (chunk sizes not read yet)" : "plan")
+                   : i < first_kv ? "text head (prefilled while the KV tail streams)"
+                                  : "planned as text");
       if (source_.adapt()) d.set_bandwidth_estimate_bytes_per_second(cold);
     }
     d.set_form(as_kv ? v1::FORM_KV : v1::FORM_TEXT);
