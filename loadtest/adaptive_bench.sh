@@ -11,9 +11,11 @@
 # Per point and strategy: BENCH_QUERIES closed-loop queries (concurrency 1) with ctxload over
 # loadtest/data/docs; the mean client TTFT. Strategies: text, ctext (precomputed LLMLingua-2,
 # rate 0.5), kvL for every codec level L, adaptive (objective BENCH_OBJECTIVE, per-chunk
-# re-planning on, runs last at each point so its link estimate has seen that point's traffic,
-# as a controller under continuous traffic would). 8-bit KV is not a strategy: the API has no
-# way to force KV_ENCODING_QUANT8 (loadtest/README.md).
+# re-planning on, hybrid plans -- text head prefilled while the KV tail streams -- unless
+# BENCH_HYBRID=false; runs last at each point so its link estimate has seen that point's
+# traffic, as a controller under continuous traffic would). Hybrids are the adaptive
+# controller's choice, not a fixed strategy: forced forms are never hybrid. 8-bit KV is not a
+# strategy: the API has no way to force KV_ENCODING_QUANT8 (loadtest/README.md).
 #
 # Trace: per stream, BENCH_TRACE (egress_schedule syntax), by default 100 Mbit/s, a drop to
 # 2 Mbit/s 0.2 s into the stream for 1 s, then 100 Mbit/s again.
@@ -21,7 +23,8 @@
 #   loadtest/adaptive_bench.sh        # writes $BENCH_OUT/table.md and prints it
 # Env: BUILD=build BENCH_BANDWIDTHS="1 3 10 30 100 300 1000" (Mbit/s) BENCH_QUERIES=2
 #      BENCH_OBJECTIVE=fastest|quality BENCH_SLO=0 BENCH_TRACE=... BENCH_OUT=var/adaptive_bench
-#      BENCH_MAX_TOKENS=2
+#      BENCH_MAX_TOKENS=2 BENCH_HYBRID=true BENCH_FLOOR=0 (adaptive's quality floor)
+#      BENCH_STRATEGIES="text ctext kv0 ... adaptive" (leave out those above the floor)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -34,6 +37,8 @@ OBJECTIVE=${BENCH_OBJECTIVE:-fastest}
 SLO=${BENCH_SLO:-0}
 TRACE=${BENCH_TRACE:-"12500000,250000@0.2s,12500000@1.2s"}
 MAX_TOKENS=${BENCH_MAX_TOKENS:-2}
+HYBRID=${BENCH_HYBRID:-true}
+FLOOR=${BENCH_FLOOR:-0}
 MODEL=models/tiny-llama
 CTXLOAD=$BUILD/bin/ctxload
 
@@ -51,7 +56,7 @@ cluster_start kvcache "" --inference="${CLUSTER_ADDR[inference]}" --store=memory
   --codec_profile=$MODEL/kvcodec.profile --egress_schedule_file="$SCHED" "${L[@]}"
 cluster_start controller "" --inference="${CLUSTER_ADDR[inference]}" \
   --kvcache="${CLUSTER_ADDR[kvcache]}" --compressor="${CLUSTER_ADDR[compressor]}" \
-  --adapt=true "${L[@]}"
+  --adapt=true --hybrid="$HYBRID" "${L[@]}"
 
 load() {
   "$CTXLOAD" --controller="${CLUSTER_ADDR[controller]}" --contexts_file="$OUT/contexts" \
@@ -61,7 +66,7 @@ load() {
 "$CTXLOAD" --codec_info_from="${CLUSTER_ADDR[kvcache]}" --codec_info_out="$OUT/codec.json"
 load --register_only
 LEVELS=$(jq -r '.levels[].level' "$OUT/codec.json" | tr '\n' ' ')
-STRATEGIES="text ctext $(for l in $LEVELS; do printf 'kv%s ' "$l"; done)adaptive"
+STRATEGIES=${BENCH_STRATEGIES:-"text ctext $(for l in $LEVELS; do printf 'kv%s ' "$l"; done)adaptive"}
 
 # Warm-up on an unlimited link: prefill samples and a first bandwidth measurement.
 load --queries=2 --duration_seconds=0 --force_form=text
@@ -75,7 +80,7 @@ run_point() {  # $1 point name, $2 schedule spec
       text) args=(--force_form=text) ;;
       ctext) args=(--force_form=ctext) ;;
       kv*) args=(--force_form=kv --force_level="${s#kv}") ;;
-      adaptive) args=(--objective="$OBJECTIVE") ;;
+      adaptive) args=(--objective="$OBJECTIVE" --quality_floor="$FLOOR") ;;
     esac
     load --queries="$QUERIES" --duration_seconds=0 --label="$1/$s" \
       --summary="$OUT/$1.$s.json" --records="$OUT/$1.$s.jsonl" "${args[@]}"

@@ -34,7 +34,9 @@ std::string Describe(const OptionEstimate& o) {
     case Form::kCompressedText:
       return absl::StrFormat("compressed text (rate %.2f)", o.rate);
     case Form::kKv:
-      return absl::StrFormat("KV level %d", o.level);
+      return o.text_chunks > 0 ? absl::StrFormat("KV level %d after a text head of %zu chunks",
+                                                 o.level, o.text_chunks)
+                               : absl::StrFormat("KV level %d", o.level);
   }
   return "?";
 }
@@ -51,6 +53,36 @@ OptionEstimate TextLike(const CostModel& model, const ContextCosts& ctx, double 
       model.prefill.Seconds(0, tokens_kept) + model.prefill.Seconds(tokens_kept, tokens_kept + q);
   o.ttft_s = model.request_overhead_s + compress_s + o.transfer_s + o.prefill_s;
   return o;
+}
+
+// The best hybrid at `kv`'s level: chunks [0, m) prefilled from text while chunks [m, c)
+// stream (x, d: per-chunk transfer and decode seconds at that level). text_chunks = 0 when no
+// split beats the pure KV option.
+OptionEstimate BestHybrid(const CostModel& model, const ContextCosts& ctx, const OptionEstimate& kv,
+                          const std::vector<double>& x, const std::vector<double>& d) {
+  OptionEstimate best = kv;
+  best.text_chunks = 0;
+  const size_t c = x.size();
+  for (size_t m = 1; m < c; ++m) {
+    const double head = static_cast<double>(ctx.TokensBefore(m));
+    const double head_s = model.prefill.Seconds(0, head);
+    const std::vector<double> xt(x.begin() + static_cast<std::ptrdiff_t>(m), x.end());
+    const std::vector<double> dt(d.begin() + static_cast<std::ptrdiff_t>(m), d.end());
+    const double ttft = model.request_overhead_s + PipelineSeconds(xt, dt, head_s) + kv.prefill_s;
+    if (ttft < best.ttft_s) {
+      best.text_chunks = m;
+      best.ttft_s = ttft;
+      best.prefill_s = head_s + kv.prefill_s;
+      best.bytes = static_cast<uint64_t>(head * ctx.bytes_per_token_id);
+      best.transfer_s = best.decode_s = 0;
+      for (size_t j = m; j < c; ++j) {
+        best.bytes += ctx.chunk_bytes[static_cast<size_t>(kv.level)][j];
+        best.transfer_s += x[j];
+        best.decode_s += d[j];
+      }
+    }
+  }
+  return best;
 }
 
 }  // namespace
@@ -73,6 +105,7 @@ absl::StatusOr<std::vector<OptionEstimate>> EstimateOptions(const CostModel& mod
   const double floor = Floor(request);
 
   std::vector<OptionEstimate> out;
+  std::vector<OptionEstimate> hybrids;  // listed after every pure option
   // Text: prefill everything.
   out.push_back(TextLike(model, ctx, text_bps, n, 0));
 
@@ -109,6 +142,10 @@ absl::StatusOr<std::vector<OptionEstimate>> EstimateOptions(const CostModel& mod
     o.prefill_s = model.prefill.Seconds(n, n + q);
     o.ttft_s = model.request_overhead_s + PipelineSeconds(x, d) + o.prefill_s;
     out.push_back(o);
+    if (request.consider_hybrid) hybrids.push_back(BestHybrid(model, ctx, o, x, d));
+  }
+  for (const OptionEstimate& h : hybrids) {
+    if (h.text_chunks > 0) out.push_back(h);
   }
 
   for (OptionEstimate& o : out) {
@@ -132,7 +169,7 @@ absl::StatusOr<Plan> ChoosePlan(const CostModel& model, const ContextCosts& ctx,
     const Form f = *request.force_form;
     const OptionEstimate* best_in_form = nullptr;
     for (const OptionEstimate& o : opts) {
-      if (o.form != f) continue;
+      if (o.form != f || o.text_chunks > 0) continue;  // forced KV = every chunk KV
       if (f == Form::kKv && request.force_level >= 0 && o.level != request.force_level) continue;
       if (f == Form::kCompressedText && request.force_rate > 0 &&
           std::abs(o.rate - request.force_rate) > 1e-6) {
@@ -142,9 +179,9 @@ absl::StatusOr<Plan> ChoosePlan(const CostModel& model, const ContextCosts& ctx,
       // (kFastestWithinFloor: meeting the floor, then faster, then lower loss).
       const bool fastest_first = request.objective == Objective::kFastestWithinFloor;
       auto key = [fastest_first](const OptionEstimate& e) {
-        return fastest_first ? std::tuple(!e.meets_floor, false, e.ttft_s, e.loss)
-                             : std::tuple(!e.meets_floor, !e.meets_slo,
-                                          e.meets_slo ? e.loss : 0.0, e.ttft_s);
+        return fastest_first
+                   ? std::tuple(!e.meets_floor, false, e.ttft_s, e.loss)
+                   : std::tuple(!e.meets_floor, !e.meets_slo, e.meets_slo ? e.loss : 0.0, e.ttft_s);
       };
       if (best_in_form == nullptr || key(o) < key(*best_in_form)) best_in_form = &o;
     }
@@ -181,9 +218,9 @@ absl::StatusOr<Plan> ChoosePlan(const CostModel& model, const ContextCosts& ctx,
         if (o.meets_floor && o.ttft_s == fastest->ttft_s && o.loss < fastest->loss) fastest = &o;
       }
       chosen = fastest;
-      plan.reason = absl::StrFormat(
-          "fastest within the quality floor: %s, loss %.4f, predicted TTFT %.3f s",
-          Describe(*chosen), chosen->loss, chosen->ttft_s);
+      plan.reason =
+          absl::StrFormat("fastest within the quality floor: %s, loss %.4f, predicted TTFT %.3f s",
+                          Describe(*chosen), chosen->loss, chosen->ttft_s);
       if (!chosen->meets_slo) {
         absl::StrAppendFormat(&plan.reason, " (misses SLO %.3f s)", request.slo_s);
       }
@@ -211,6 +248,9 @@ absl::StatusOr<Plan> ChoosePlan(const CostModel& model, const ContextCosts& ctx,
   plan.chosen = *chosen;
   if (plan.chosen.form == Form::kKv) {
     plan.chunk_levels.assign(ctx.num_chunks(), plan.chosen.level);
+    for (size_t i = 0; i < plan.chosen.text_chunks && i < ctx.num_chunks(); ++i) {
+      plan.chunk_levels[i] = kTextLevel;
+    }
   }
   return plan;
 }

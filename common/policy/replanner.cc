@@ -51,6 +51,12 @@ ChunkDecision StreamReplanner::Decide(double elapsed_s, double decode_backlog_s)
   out.estimate_bps = bps;
   out.measured_bps = estimator_.last_measured_bps();
   decode_backlog_s = std::max(decode_backlog_s, 0.0);
+  if (text_head_ > 0) {
+    // The head's prefill occupies the worker that decodes the tail.
+    const double head_s =
+        model_.prefill.Seconds(0, static_cast<double>(context_.TokensBefore(text_head_)));
+    decode_backlog_s = std::max(decode_backlog_s, head_s - elapsed_s);
+  }
   const double budget = slo_s_ - elapsed_s;  // R
 
   // Levels the floor allows, best quality first (codec levels are ordered by size; the loss
@@ -71,6 +77,14 @@ ChunkDecision StreamReplanner::Decide(double elapsed_s, double decode_backlog_s)
     return out;
   };
 
+  if (next_ < text_head_) {
+    out.reason = absl::StrFormat("text head (chunks 0..%zu prefilled while the KV tail streams)",
+                                 text_head_ - 1);
+    out.level = kTextLevel;
+    out.predicted_finish_s = elapsed_s;
+    ++next_;
+    return out;
+  }
   if (text_from_ != kNoText) {
     out.reason = absl::StrFormat("text since chunk %d: later chunks need its KV", text_from_);
     return finish(kTextLevel);

@@ -30,6 +30,13 @@
 // With no SLO the best allowed level is used; if the floor allows no level, text.
 // Re-evaluated every chunk, so the level rises when B̂ drops and steps back when it recovers.
 //
+// Hybrid plans (planner.h): with set_text_head(m), chunks [0, m) are the plan's text head,
+// prefilled by the inference node's worker while the tail streams. Decide() returns text for
+// them without switching the stream to text (re-planning concerns only the tail), and every
+// prediction counts the head's remaining prefill as decoder backlog:
+//   backlog = max(decode_backlog_s, P(0, t_m) - elapsed_s)
+// (the worker starts the head when the request starts, then decodes the tail chunks in order).
+//
 // Measured, not oracle: on traces where each chunk's bandwidth is i.i.d. (CacheGen's
 // artifact trace), past throughput says nothing about the next chunk, and this rule has
 // more SLO violations than the smallest fixed level (tests/policy/simulation_test.cc prints
@@ -39,6 +46,7 @@
 #ifndef CTX_COMMON_POLICY_REPLANNER_H_
 #define CTX_COMMON_POLICY_REPLANNER_H_
 
+#include <algorithm>
 #include <cstddef>
 #include <string>
 
@@ -70,6 +78,14 @@ class StreamReplanner {
   // decoder finishes chunks already received. Call only while !done().
   ChunkDecision Decide(double elapsed_s, double decode_backlog_s = 0);
 
+  // Chunks before `chunk` were already sent as planned (KV, decided elsewhere): the next
+  // Decide is for `chunk`. Never moves backwards.
+  void SkipTo(size_t chunk) { next_ = std::max(next_, chunk); }
+
+  // Chunks [0, chunks) are a text head prefilled concurrently (above). Call before Decide.
+  void set_text_head(size_t chunks) { text_head_ = chunks; }
+  size_t text_head() const { return text_head_; }
+
   // Reports the measured transfer of the chunk just sent (ignored if unusable).
   void ReportTransfer(double bytes, double seconds) { estimator_.AddSample(bytes, seconds); }
 
@@ -96,6 +112,7 @@ class StreamReplanner {
   double deviations_;
   size_t next_ = 0;
   size_t text_from_ = kNoText;
+  size_t text_head_ = 0;
 };
 
 }  // namespace ctx::policy

@@ -23,6 +23,15 @@ ABSL_FLAG(bool, allow_anonymous, true,
 ABSL_FLAG(std::string, state_dir, "",
           "Directory for the context registry (JSON per context); empty = in memory only.");
 ABSL_FLAG(uint32_t, chunk_tokens, 256, "Tokens per KV chunk asked of kvcache.");
+ABSL_FLAG(bool, hybrid, true,
+          "Consider hybrid plans: the context's first chunks prefilled from text on the inference "
+          "node while the KV of the rest streams from kvcache.");
+ABSL_FLAG(bool, fastest_keeps_pace, false,
+          "OBJECTIVE_FASTEST_WITHIN_FLOOR: give the receiver the plan's predicted TTFT as its "
+          "budget (it upgrades quality where that seems to fit) instead of 'as soon as possible'.");
+ABSL_FLAG(double, min_adapt_transfer_seconds, 0.05,
+          "With --adapt: re-plan per chunk only when the plan's predicted KV transfer takes at "
+          "least this long (shorter transfers finish before a re-plan could act).");
 ABSL_FLAG(bool, adapt, true, "Re-plan KV levels per chunk by default (QueryRequest can ask too).");
 ABSL_FLAG(double, query_timeout_seconds, 120, "Deadline of a query when the client sets none.");
 ABSL_FLAG(double, cold_start_bandwidth, 12.5e6,
@@ -65,6 +74,9 @@ int main(int argc, char** argv) {
   EngineOptions opt;
   opt.chunk_tokens = absl::GetFlag(FLAGS_chunk_tokens);
   opt.adapt = absl::GetFlag(FLAGS_adapt);
+  opt.hybrid = absl::GetFlag(FLAGS_hybrid);
+  opt.min_adapt_transfer_s = absl::GetFlag(FLAGS_min_adapt_transfer_seconds);
+  opt.fastest_keeps_pace = absl::GetFlag(FLAGS_fastest_keeps_pace);
   opt.default_timeout_s = absl::GetFlag(FLAGS_query_timeout_seconds);
   opt.cold_start_bps = absl::GetFlag(FLAGS_cold_start_bandwidth);
   opt.bandwidth_alpha = absl::GetFlag(FLAGS_bandwidth_alpha);

@@ -529,14 +529,24 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
 
   policy::CostModel model;
   {
+    // ModelInfo's start-up speeds only until the replica has measured real prefills: they are
+    // short prompts timed once, often while the node is busy ingesting the first contexts
+    // (adaptive_bench: text predicted 1.2-1.7x too slow with them in the fit).
     std::vector<policy::PrefillSample> samples;
-    for (const pb::PrefillSpeed& p : info.prefill_speed()) {
-      samples.push_back(policy::PrefillModel::FromSpeed(p.tokens(), p.tokens_per_second()));
-    }
     {
       std::lock_guard<std::mutex> lock(mu_);
       const auto& measured = prefill_samples_[lease.index()];
       samples.insert(samples.end(), measured.begin(), measured.end());
+      const auto& shorter = short_prefill_samples_[lease.index()];
+      samples.insert(samples.end(), shorter.begin(), shorter.end());
+    }
+    const auto long_prefills = std::count_if(
+        samples.begin(), samples.end(),
+        [](const policy::PrefillSample& p) { return p.n1 - p.n0 >= kMinLongPrefillTokens; });
+    if (long_prefills < kMinLongPrefills) {
+      for (const pb::PrefillSpeed& p : info.prefill_speed()) {
+        samples.push_back(policy::PrefillModel::FromSpeed(p.tokens(), p.tokens_per_second()));
+      }
     }
     absl::StatusOr<policy::PrefillModel> fit = policy::PrefillModel::Fit(samples);
     if (fit.ok()) model.prefill = *fit;
@@ -553,6 +563,7 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
   preq.text_bandwidth_bps = options_.text_bandwidth_bps;
   preq.slo_s = request.slo_ttft_seconds();
   preq.max_quality_loss = request.max_quality_loss();
+  preq.consider_hybrid = options_.hybrid;
   if (request.objective() == pb::OBJECTIVE_FASTEST_WITHIN_FLOOR) {
     preq.objective = policy::Objective::kFastestWithinFloor;
   }
@@ -614,7 +625,9 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
     for (size_t i = 0; i < plan->chunk_levels.size(); ++i) {
       pb::ChunkPlan* c = p->add_chunks();
       c->set_chunk_index(static_cast<uint32_t>(i));
-      c->set_form(pb::FORM_KV);
+      // A hybrid's text head: prefilled on the inference node while the KV tail streams.
+      const bool text = plan->chunk_levels[i] == policy::kTextLevel;
+      c->set_form(text ? pb::FORM_TEXT : pb::FORM_KV);
       c->set_level(plan->chunk_levels[i]);
     }
   }
@@ -673,13 +686,19 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
       add_text_segment(pb::FORM_TEXT, rec.tokens);
     }
   } else if (chosen.form == policy::Form::kKv) {
-    const bool adapt = request.adapt_per_chunk() || options_.adapt;
+    // Re-planning needs measured chunks to act on; when the whole transfer is predicted
+    // shorter than options_.min_adapt_transfer_s it cannot help and only costs (a manifest read
+    // and a thread on the receiver: 2-5 ms of 20-30 ms TTFTs in adaptive_bench at >= 100
+    // Mbit/s). A query that asks for it explicitly (adapt_per_chunk) always gets it.
+    const bool adapt = request.adapt_per_chunk() ||
+                       (options_.adapt && chosen.transfer_s >= options_.min_adapt_transfer_s);
     for (int i = 0; i < manifest.chunks_size(); ++i) {
       const pb::ChunkRef& ref = manifest.chunks(i).ref();
       pb::ContextSegment* seg = start.add_segments();
       seg->set_token_begin(ref.token_begin());
       seg->set_token_end(ref.token_end());
-      seg->set_form(pb::FORM_KV);
+      const bool text = plan->chunk_levels[i] == policy::kTextLevel;  // hybrid head
+      seg->set_form(text ? pb::FORM_TEXT : pb::FORM_KV);
       seg->set_level(plan->chunk_levels[i]);
       seg->mutable_tokens()->mutable_ids()->Assign(rec.tokens.begin() + ref.token_begin(),
                                                    rec.tokens.begin() + ref.token_end());
@@ -694,12 +713,15 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
     pb::AdaptationParams* ap = src->mutable_adaptation();
     // The receiver's budget: the query's SLO, or with FASTEST_WITHIN_FLOOR the chosen
     // option's predicted TTFT (keep its pace; upgrade quality only where that still fits).
+    // Without keeping pace, fastest means as soon as possible (EngineOptions).
     double receiver_slo = preq.slo_s;
     if (preq.objective == policy::Objective::kFastestWithinFloor) {
-      receiver_slo = planned_at_s + chosen.ttft_s;
+      receiver_slo = options_.fastest_keeps_pace ? planned_at_s + chosen.ttft_s : 0;
     }
     if (receiver_slo > 0) {
       ap->set_slo_ttft_seconds(std::max(receiver_slo - SecondsSince(t0), 1e-3));
+    } else if (preq.objective == policy::Objective::kFastestWithinFloor) {
+      ap->set_slo_ttft_seconds(1e-3);  // as soon as possible: the replanner's best effort
     }
     ap->set_max_quality_loss(preq.max_quality_loss);
     ap->set_bandwidth_estimate_bytes_per_second(preq.bandwidth_bps);
@@ -802,20 +824,28 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
   // Prefill: the node prefilled positions [kv_tokens, kv_tokens + prefilled + question) (a
   // clean sample only without a mid-stream fallback, which prefills in pieces).
   // For KV that is the question alone, on top of the KV prefix.
-  if (!done.fell_back() && done.timings().prefill_seconds() > 0) {
+  // A hybrid prefilled [0, head) and [n, n + question): two ranges, no single sample.
+  if (!done.fell_back() && done.timings().prefill_seconds() > 0 && chosen.text_chunks == 0) {
     const double n0 = done.kv_tokens();
     const double n1 = n0 + done.prefilled_tokens() + static_cast<double>(question.size());
+    // Long prefills and question-only ones (KV) in separate windows, so a run of KV queries
+    // does not push every long prefill out of the fit.
     std::lock_guard<std::mutex> lock(mu_);
-    auto& samples = prefill_samples_[inference_index];
+    auto& samples = n1 - n0 >= kMinLongPrefillTokens ? prefill_samples_[inference_index]
+                                                     : short_prefill_samples_[inference_index];
     samples.push_back({n0, n1, done.timings().prefill_seconds()});
-    if (samples.size() > kMaxPrefillSamples) samples.pop_front();
+    if (samples.size() > kMaxPrefillSamples / 2) samples.pop_front();
   }
   uint64_t kv_bytes = 0;
   for (const pb::ByteCount& b : done.bytes()) {
     if (b.form() == pb::FORM_KV || b.form() == pb::FORM_UNSPECIFIED) kv_bytes += b.bytes();
   }
   const double fetch_s = done.timings().fetch_seconds();
-  if (kv && kv_bytes > 0 && fetch_s > 0) {
+  const bool wire = wire_bytes > 0 && wire_seconds > 0;
+  // fetch_seconds is the time the worker waited for KV: behind a hybrid's text head (the tail
+  // arrives while the head is prefilled) it is ~0 and says nothing about the link.
+  const bool waited = fetch_s > 0 && chosen.text_chunks == 0;
+  if (kv && kv_bytes > 0 && (wire || waited)) {
     std::lock_guard<std::mutex> lock(mu_);
     const std::string link = LinkKey(kv.index(), inference_index);
     auto it = links_.find(link);
@@ -825,7 +855,7 @@ grpc::Status QueryEngine::Query(const std::string& tenant, const pb::QueryReques
                                                          options_.cold_start_bps))
                .first;
     }
-    if (wire_bytes > 0 && wire_seconds > 0) {
+    if (wire) {
       it->second.AddSample(wire_bytes, wire_seconds);
     } else {
       it->second.AddSample(static_cast<double>(kv_bytes), fetch_s);

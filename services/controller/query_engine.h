@@ -52,6 +52,19 @@ struct EngineOptions {
   // KV decode throughput before a replica's is measured (GenerateDone.decode_seconds).
   double decode_bytes_per_second = 200e6;
   bool retry_inference = true;  // retry an UNAVAILABLE inference replica once elsewhere
+  // Also consider hybrid plans: a text head prefilled on the inference node while the KV tail
+  // streams (policy::PlanRequest::consider_hybrid). main.cc turns it on (--hybrid).
+  bool hybrid = false;
+  // OBJECTIVE_FASTEST_WITHIN_FLOOR: the receiver's budget. false (default): ~0, i.e. "as soon
+  // as possible": each remaining chunk at whichever of the smallest allowed level and text is
+  // predicted to finish sooner (the replanner's best-effort rule). true: the chosen option's
+  // predicted TTFT, so the receiver upgrades quality wherever that seems to fit; measured
+  // (loadtest/adaptive_bench.sh, 30-1000 Mbit/s) that costs 1.3-2x TTFT: a fast first chunk
+  // (the limiter's burst) makes a level-0 chunk look affordable.
+  bool fastest_keeps_pace = false;
+  // With `adapt`: re-plan per chunk only when the plan's predicted transfer time is at least
+  // this (main.cc: --min_adapt_transfer_seconds, 0.05).
+  double min_adapt_transfer_s = 0;
 };
 
 struct Backends {
@@ -120,9 +133,17 @@ class QueryEngine {
   std::map<size_t, CachedModelInfo> model_info_;           // by inference replica
   std::map<size_t, ctxstream::v1::CodecInfo> codec_info_;  // by kvcache replica
   // Prefill times measured by each inference replica on real queries (GenerateDone), the
-  // newest kMaxPrefillSamples, fitted together with ModelInfo.prefill_speed.
+  // newest kMaxPrefillSamples, fitted together with ModelInfo.prefill_speed until there are
+  // kMinLongPrefills long ones.
   static constexpr size_t kMaxPrefillSamples = 32;
+  // With this many measured prefills of >= kMinLongPrefillTokens tokens, ModelInfo's start-up
+  // speeds leave the fit.
+  static constexpr long kMinLongPrefills = 3;
+  static constexpr double kMinLongPrefillTokens = 64;
+  // Newest kMaxPrefillSamples / 2 of each: >= kMinLongPrefillTokens tokens, and shorter
+  // (the question on top of KV).
   std::map<size_t, std::deque<policy::PrefillSample>> prefill_samples_;
+  std::map<size_t, std::deque<policy::PrefillSample>> short_prefill_samples_;
   std::map<size_t, double> decode_bps_;  // measured KV decode throughput by replica
 };
 

@@ -1,6 +1,8 @@
 #include "services/inference/kv_source_fetcher.h"
 
 #include <algorithm>
+#include <future>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/obs/service_metrics.h"
@@ -80,6 +82,7 @@ void KvSourceFetcher::Stop() {
   {
     std::lock_guard<std::mutex> lock(ctx_mu_);
     if (active_ctx_ != nullptr) active_ctx_->TryCancel();
+    if (manifest_ctx_ != nullptr) manifest_ctx_->TryCancel();
   }
   if (thread_.joinable()) thread_.join();
 }
@@ -116,28 +119,73 @@ void KvSourceFetcher::Run() {
     }
   };
 
-  // Adaptive mode needs every chunk's size per level: the manifest.
+  // Adaptive mode needs every chunk's size per level: the manifest. It is read on its own
+  // thread while the plan's first chunks stream (the controller planned them from the same
+  // manifest a moment ago), so its round trip never delays the first KV byte; re-planning
+  // starts with the first chunk decided after it arrived. A failed read only turns
+  // re-planning off: a missing context or an unreachable kvcache fails the Fetch too.
   std::unique_ptr<AdaptInputs> adapt;
   std::unique_ptr<policy::StreamReplanner> replanner;
+  std::future<std::pair<grpc::Status, v1::Manifest>> manifest_call;
+  grpc::ClientContext mctx;
+  std::vector<std::pair<double, double>> transfers;  // (bytes, seconds) before re-planning
+  const double cold = source_.adaptation().bandwidth_estimate_bytes_per_second() > 0
+                          ? source_.adaptation().bandwidth_estimate_bytes_per_second()
+                          : 12.5e6;
   if (source_.adapt()) {
-    grpc::ClientContext mctx;
     set_deadline(mctx);
-    v1::GetManifestRequest mreq;
-    mreq.set_context_id(source_.context_id());
-    mreq.set_tenant(source_.tenant());
-    v1::Manifest manifest;
-    grpc::Status ms = stub->GetManifest(&mctx, mreq, &manifest);
+    {
+      std::lock_guard<std::mutex> lock(ctx_mu_);
+      if (stop_) return;
+      manifest_ctx_ = &mctx;
+    }
+    manifest_call = std::async(std::launch::async, [this, &stub, &mctx] {
+      v1::GetManifestRequest mreq;
+      mreq.set_context_id(source_.context_id());
+      mreq.set_tenant(source_.tenant());
+      v1::Manifest manifest;
+      grpc::Status ms = stub->GetManifest(&mctx, mreq, &manifest);
+      return std::make_pair(ms, std::move(manifest));
+    });
+  }
+  // Called before each chunk's decision: once the manifest is in, the replanner takes over
+  // from chunk `next` on, knowing the transfers measured so far.
+  auto start_replanner = [&](size_t next) {
+    if (replanner || !manifest_call.valid() ||
+        manifest_call.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+      return;
+    }
+    auto [ms, manifest] = manifest_call.get();
     if (!ms.ok()) {
-      Fail(first_kv, absl::StrCat("kvcache GetManifest: ", ms.error_message()));
+      spdlog::warn("kvcache GetManifest for {}: {}; following the plan without re-planning",
+                   source_.context_id(), ms.error_message());
       return;
     }
     adapt =
         std::make_unique<AdaptInputs>(MakeAdaptInputs(source_.adaptation(), manifest, segments_));
-    const double cold = source_.adaptation().bandwidth_estimate_bytes_per_second();
     replanner = std::make_unique<policy::StreamReplanner>(
-        adapt->cost, adapt->context, policy::BandwidthEstimator(0.5, cold > 0 ? cold : 12.5e6),
+        adapt->cost, adapt->context, policy::BandwidthEstimator(0.5, cold),
         source_.adaptation().slo_ttft_seconds(), source_.adaptation().max_quality_loss());
-  }
+    // A hybrid plan's text head: the worker prefills it while the tail below streams, so the
+    // replanner counts its prefill as decoder backlog and re-plans only the tail.
+    replanner->set_text_head(first_kv);
+    for (const auto& [b, t] : transfers) replanner->ReportTransfer(b, t);
+    replanner->SkipTo(next);
+  };
+  // Leaves no GetManifest running behind this function's locals.
+  struct ManifestJoin {
+    std::future<std::pair<grpc::Status, v1::Manifest>>& call;
+    grpc::ClientContext& ctx;
+    KvSourceFetcher* self;
+    ~ManifestJoin() {
+      if (call.valid()) {
+        ctx.TryCancel();
+        call.wait();
+      }
+      std::lock_guard<std::mutex> lock(self->ctx_mu_);
+      self->manifest_ctx_ = nullptr;
+    }
+  } manifest_join{manifest_call, mctx, this};
 
   grpc::ClientContext ctx;
   set_deadline(ctx);
@@ -159,6 +207,7 @@ void KvSourceFetcher::Run() {
     v1::ChunkDecision d;
     d.set_chunk_index(static_cast<uint32_t>(i));
     d.set_measured_bytes_per_second(last_bps);
+    start_replanner(i);
     if (replanner) {
       const policy::ChunkDecision pd = replanner->Decide(Seconds(Clock::now() - start));
       d.set_bandwidth_estimate_bytes_per_second(pd.estimate_bps);
@@ -166,11 +215,14 @@ void KvSourceFetcher::Run() {
       if (as_kv) {
         as_kv = pd.level != policy::kTextLevel;
         level = pd.level;
-      } else {
+      } else if (i >= first_kv) {
         d.set_reason("planned as text");
       }
     } else {
-      d.set_reason(as_kv ? "plan" : "planned as text");
+      d.set_reason(as_kv          ? (source_.adapt() ? "plan (chunk sizes not read yet)" : "plan")
+                   : i < first_kv ? "text head (prefilled while the KV tail streams)"
+                                  : "planned as text");
+      if (source_.adapt()) d.set_bandwidth_estimate_bytes_per_second(cold);
     }
     d.set_form(as_kv ? v1::FORM_KV : v1::FORM_TEXT);
     d.set_level(as_kv ? level : -1);
@@ -227,7 +279,11 @@ void KvSourceFetcher::Run() {
     const double secs = Seconds(Clock::now() - t0);
     const double bytes = static_cast<double>(chunk->bytes.size());
     if (secs > 0) last_bps = bytes / secs;
-    if (replanner) replanner->ReportTransfer(bytes, secs);
+    if (replanner) {
+      replanner->ReportTransfer(bytes, secs);
+    } else {
+      transfers.emplace_back(bytes, secs);
+    }
     obs::InferenceMetrics::Get().ObserveFetchChunk(link, level, bytes, secs);
     InboundEvent e;
     e.kind = InboundEvent::Kind::kFetched;

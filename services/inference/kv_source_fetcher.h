@@ -7,6 +7,11 @@
 // the next one, so that chunk i+1 is in flight while the worker decodes chunk i. When the
 // replanner picks text, or kvcache fails (unreachable, missing context or chunk), it pushes
 // kTextFrom so the worker prefills the remaining segments from their tokens.
+//
+// Hybrid plans: segments planned as text before the first KV segment (the text head) are not
+// fetched; the thread starts on the first KV segment at once, so the tail's chunks arrive
+// (queued in the Inbox) while the worker prefills the head, and the replanner counts the head's
+// prefill as decoder backlog (policy::StreamReplanner::set_text_head).
 #pragma once
 
 #include <atomic>
@@ -54,6 +59,7 @@ class KvSourceFetcher {
   std::atomic<bool> stop_{false};
   std::mutex ctx_mu_;
   grpc::ClientContext* active_ctx_ = nullptr;
+  grpc::ClientContext* manifest_ctx_ = nullptr;  // adapt: the GetManifest call in flight
   std::thread thread_;
 };
 

@@ -52,7 +52,8 @@ struct LinkCluster {
     controller = StartService(
         "controller",
         {"--inference=" + inference.grpc_address, "--kvcache=" + kvcache.grpc_address,
-         "--compressor=", "--bandwidth_alpha=1", "--chunk_tokens=" + std::to_string(chunk_tokens),
+         "--compressor=", "--bandwidth_alpha=1", "--hybrid=false",
+         "--chunk_tokens=" + std::to_string(chunk_tokens),
          std::string("--adapt=") + (adapt ? "true" : "false")});
     stub = pb::Controller::NewStub(*rpc::MakeChannel(controller.grpc_address));
   }

@@ -649,10 +649,14 @@ std::unique_ptr<StoredContext> StoreContext(const model::KvCache& kv, int n, int
   return s;
 }
 
+// head > 0: a hybrid plan, as the controller sends it: chunks [0, head) as text (segment and
+// ChunkPlan FORM_TEXT), prefilled while the rest is fetched.
 v1::GenerateStart KvSourceStart(const std::vector<int32_t>& ids, const std::vector<int32_t>& q,
-                                const std::string& address, bool adapt, int plan_level = 3) {
-  v1::GenerateStart s =
-      StartOf(Segments(ids, 256, {v1::FORM_KV, v1::FORM_KV, v1::FORM_KV}), q, kMaxNew);
+                                const std::string& address, bool adapt, int plan_level = 3,
+                                int head = 0) {
+  std::vector<v1::Form> forms;
+  for (int i = 0; i < 3; ++i) forms.push_back(i < head ? v1::FORM_TEXT : v1::FORM_KV);
+  v1::GenerateStart s = StartOf(Segments(ids, 256, forms), q, kMaxNew);
   v1::KvSource* src = s.mutable_kv_source();
   src->set_kvcache_address(address);
   src->set_context_id("doc");
@@ -660,8 +664,8 @@ v1::GenerateStart KvSourceStart(const std::vector<int32_t>& ids, const std::vect
   for (int i = 0; i < 3; ++i) {
     v1::ChunkPlan* p = src->add_plan();
     p->set_chunk_index(i);
-    p->set_form(v1::FORM_KV);
-    p->set_level(plan_level);  // default 3: OC-r0, the codec's default level
+    p->set_form(i < head ? v1::FORM_TEXT : v1::FORM_KV);
+    p->set_level(i < head ? -1 : plan_level);  // default 3: OC-r0, the codec's default level
   }
   src->set_adapt(adapt);
   if (adapt) {
@@ -727,6 +731,51 @@ TEST_CASE("KvSource: the inference node fetches, re-plans and falls back by itse
     CHECK(r.done.fallback_reason().find("chunk 1") != std::string::npos);
     CHECK(r.done.kv_tokens() == 256u);
     CHECK(r.done.prefilled_tokens() == 344u);
+    CHECK(r.ids == lib);
+  }
+  SECTION("hybrid: chunk 0 prefilled from text while chunks 1-2 are fetched") {
+    // RAW F32 tail (exact): the ids must be the text path's.
+    auto stored = StoreContext(kv, 600);
+    GenResult r = RunGenerate(KvSourceStart(ids, q, stored->address, false, -1, /*head=*/1));
+    INFO(r.status.error_message());
+    REQUIRE(r.status.ok());
+    CHECK_FALSE(r.done.fell_back());
+    CHECK(r.done.prefilled_tokens() == 256u);
+    CHECK(r.done.kv_tokens() == 344u);
+    CHECK(stored->kvcache.fetch_requests() == 2);  // the head is not fetched
+    REQUIRE(r.decisions.size() == 3);
+    CHECK(r.decisions[0].form() == v1::FORM_TEXT);
+    CHECK(r.decisions[1].form() == v1::FORM_KV);
+    CHECK(r.decisions[2].form() == v1::FORM_KV);
+    CHECK(r.ids == lib);
+  }
+  SECTION("hybrid with adaptation: the head stays text, the tail is re-planned as KV") {
+    auto stored = StoreContext(kv, 600);
+    GenResult r = RunGenerate(KvSourceStart(ids, q, stored->address, true, 3, /*head=*/1));
+    INFO(r.status.error_message());
+    REQUIRE(r.status.ok());
+    CHECK_FALSE(r.done.fell_back());
+    REQUIRE(r.decisions.size() == 3);
+    CHECK(r.decisions[0].form() == v1::FORM_TEXT);
+    CHECK_THAT(r.decisions[0].reason(), Catch::Contains("text head"));
+    for (int i = 1; i < 3; ++i) {
+      INFO(r.decisions[i].reason());
+      CHECK(r.decisions[i].form() == v1::FORM_KV);
+      CHECK(r.decisions[i].level() >= 2);
+      CHECK(r.decisions[i].level() <= 3);
+    }
+    CHECK(r.done.kv_tokens() == 344u);
+    CHECK(Agreement(r.ids, lib) >= 0.99);
+  }
+  SECTION("hybrid with a lost tail chunk falls back to text for it") {
+    auto stored = StoreContext(kv, 600, /*drop=*/2);
+    GenResult r = RunGenerate(KvSourceStart(ids, q, stored->address, false, -1, /*head=*/1));
+    INFO(r.status.error_message());
+    REQUIRE(r.status.ok());
+    CHECK(r.done.fell_back());
+    CHECK(r.done.fallback_reason().find("chunk 2") != std::string::npos);
+    CHECK(r.done.kv_tokens() == 256u);         // chunk 1
+    CHECK(r.done.prefilled_tokens() == 344u);  // chunk 0 (head) + chunk 2 (fallback)
     CHECK(r.ids == lib);
   }
   SECTION("an unreachable kvcache falls back to text") {
