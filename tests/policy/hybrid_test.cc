@@ -72,7 +72,7 @@ TEST_CASE("Hybrid: at 10 Mbit/s a text head of 5 chunks + level 3 tail beats tex
   CHECK_THAT(plan->reason, Catch::Contains("text head of 5 chunks"));
 }
 
-TEST_CASE("Hybrid: listed only where it beats its level; off by default; never forced",
+TEST_CASE("Hybrid: listed only where it beats its level, off by default, never forced",
           "[policy]") {
   const CostModel m = LinearPrefill();
   const ContextCosts c = MakeContext();
