@@ -1,13 +1,16 @@
 // Every service binary, started as a real process on 127.0.0.1 with ephemeral ports:
 // health, reflection, /metrics (checked by promtool), SIGTERM, and bad flags.
 #include <signal.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "grpcpp/impl/codegen/sync_stream.h"
 #include "grpcpp/support/byte_buffer.h"
@@ -141,6 +144,47 @@ TEST_CASE("unknown flag values are rejected") {
   REQUIRE(code.has_value());
   CHECK(*code != 0);
   CHECK(p.DrainStderr(1s).find("--log_format=xml") != std::string::npos);
+}
+
+// Run only by the next test, as a process of its own: starts a child, prints its pid and
+// leaks it, the way a shared fixture (`static T* t = new T`) does.
+TEST_CASE("leaks a started child", "[.leak_child]") {
+  auto* leaked = new ChildProcess({"/bin/sleep", "300"});
+  std::printf("%d\n", leaked->pid());
+  std::fflush(stdout);
+}
+
+TEST_CASE("a process a test starts dies with the test, even when the test leaks it") {
+  const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+  ChildProcess test({self, "[.leak_child]"});
+  std::optional<std::string> line;
+  while ((line = test.ReadStdoutLine(30s)) &&
+         (line->empty() || line->find_first_not_of("0123456789") != std::string::npos)) {
+  }
+  REQUIRE(line.has_value());
+  const pid_t leaked = std::stoi(*line);
+  REQUIRE(leaked > 0);
+  const auto code = test.WaitExit(30s);
+  REQUIRE(code.has_value());
+  CHECK(*code == 0);
+  // Gone, or a zombie waiting for a reaper: not running either way.
+  auto running = [&] {
+    std::ifstream stat("/proc/" + std::to_string(leaked) + "/stat");
+    std::string pid, comm, state;
+    return static_cast<bool>(stat >> pid >> comm >> state) && state != "Z" && state != "X";
+  };
+  const auto t0 = Clock::now();
+  while (running() && Clock::now() - t0 < 10s) std::this_thread::sleep_for(50ms);
+  CHECK_FALSE(running());
+}
+
+TEST_CASE("a program that cannot be executed is an exception naming it") {
+  try {
+    ChildProcess p({"/nonexistent/ctxstream-nothing"});
+    FAIL("no exception");
+  } catch (const std::runtime_error& e) {
+    CHECK(std::string(e.what()).find("/nonexistent/ctxstream-nothing") != std::string::npos);
+  }
 }
 
 }  // namespace ctx::testing

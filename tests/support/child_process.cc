@@ -3,7 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -44,35 +44,61 @@ bool ReadSome(int fd, std::string& buf) {
 }  // namespace
 
 ChildProcess::ChildProcess(std::vector<std::string> argv) {
-  int out[2], err[2];
-  if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) {
+  int out[2], err[2], exec_error[2];
+  if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0 ||
+      ::pipe2(exec_error, O_CLOEXEC) != 0) {
     throw std::runtime_error("pipe failed");
   }
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, err[1], 2);
-  // The test process may have signals blocked (gRPC threads); give the child a clean mask.
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t empty;
-  sigemptyset(&empty);
-  posix_spawnattr_setsigmask(&attr, &empty);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
   std::vector<char*> cargv;
   for (auto& a : argv) cargv.push_back(a.data());
   cargv.push_back(nullptr);
-  const int rc = posix_spawn(&pid_, cargv[0], &actions, &attr, cargv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
+  const pid_t parent = ::getpid();
+  pid_ = ::fork();
+  if (pid_ == 0) {
+    // Child of a multi-threaded process: async-signal-safe calls only until execve.
+    // The server dies with the test process that started it, however that ends (a leaked
+    // shared fixture, a crash, ctest's timeout kill): no server outlives its test.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
+    ::dup2(out[1], 1);
+    ::dup2(err[1], 2);
+    // The test process may have signals blocked (gRPC threads); give the child a clean mask.
+    sigset_t empty;
+    sigemptyset(&empty);
+    ::sigprocmask(SIG_SETMASK, &empty, nullptr);
+    ::execve(cargv[0], cargv.data(), environ);
+    const int e = errno;
+    (void)!::write(exec_error[1], &e, sizeof e);
+    ::_exit(127);
+  }
+  const int fork_errno = errno;
   ::close(out[1]);
   ::close(err[1]);
+  ::close(exec_error[1]);
   out_fd_ = out[0];
   err_fd_ = err[0];
   fcntl(out_fd_, F_SETFL, O_NONBLOCK);
   fcntl(err_fd_, F_SETFL, O_NONBLOCK);
-  if (rc != 0)
+  int rc = pid_ < 0 ? fork_errno : 0;
+  if (pid_ > 0) {
+    // EOF (execve closed the CLOEXEC pipe) = started; an errno = execve failed.
+    int e = 0;
+    ssize_t n;
+    while ((n = ::read(exec_error[0], &e, sizeof e)) < 0 && errno == EINTR) {
+    }
+    if (n == static_cast<ssize_t>(sizeof e)) {
+      rc = e;
+      int status;
+      ::waitpid(pid_, &status, 0);
+      exit_code_ = ExitCodeOf(status);
+    }
+  }
+  ::close(exec_error[0]);
+  if (rc != 0) {
+    ::close(out_fd_);
+    ::close(err_fd_);
     throw std::runtime_error(std::string("cannot start ") + argv[0] + ": " + strerror(rc));
+  }
 }
 
 ChildProcess::~ChildProcess() {
