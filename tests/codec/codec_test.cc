@@ -15,8 +15,9 @@
 namespace ctx::codec {
 namespace {
 
+using testing::Golden;
+using testing::GoldenInSampleCodec;
 using testing::GoldenKv;
-using testing::LoadGoldenKv;
 using testing::TestFingerprint;
 
 DecodeOptions ExpectModel(const ModelFingerprint& fp) {
@@ -29,21 +30,6 @@ DecodeOptions ExpectGeometry(const KvGeometry& g) {
   DecodeOptions o;
   o.expected_geometry = g;
   return o;
-}
-
-const GoldenKv& Golden() {
-  static const GoldenKv kv = LoadGoldenKv();
-  return kv;
-}
-
-KvCodec GoldenCodec() {
-  const auto& kv = Golden();
-  ProfileBuilder b(TestFingerprint(), kv.geometry, DefaultLevels(kv.geometry.layers),
-                   DefaultLevelIndex());
-  REQUIRE(b.AddChunk(kv.View(TestFingerprint())).ok());
-  auto codec = KvCodec::Create(b.Build());
-  REQUIRE(codec.ok());
-  return *std::move(codec);
 }
 
 // The first `tokens` tokens of the golden KV as their own chunk.
@@ -110,7 +96,7 @@ void Errors(const KvChunkView& in, const DecodedChunk& d, const LevelSpec& spec,
 
 TEST_CASE("round trip at every level on golden KV, within the quantizer bound", "[codec]") {
   const auto& kv = Golden();
-  const KvCodec codec = GoldenCodec();
+  const KvCodec codec = GoldenInSampleCodec();
   const auto view = kv.View(TestFingerprint());
   auto int8 = EncodeInt8(view);
   REQUIRE(int8.ok());
@@ -158,7 +144,7 @@ TEST_CASE("round trip at every level on golden KV, within the quantizer bound", 
 
 TEST_CASE("chunk tables and profile tables decode to the same values", "[codec]") {
   const auto& kv = Golden();
-  const KvCodec codec = GoldenCodec();
+  const KvCodec codec = GoldenInSampleCodec();
   auto no_profile = KvCodec::CreateDefault(TestFingerprint(), kv.geometry);
   REQUIRE(no_profile.ok());
   const auto view = kv.View(TestFingerprint());
@@ -230,7 +216,7 @@ TEST_CASE("raw fp16 baseline is exact to fp16 and int8 baseline within its bound
 }
 
 TEST_CASE("decoder rejects every truncation and every single-byte flip", "[codec]") {
-  const KvCodec codec = GoldenCodec();
+  const KvCodec codec = GoldenInSampleCodec();
   const GoldenKv small = Prefix(6);
   const auto view = small.View(TestFingerprint());
   // Tokens 6..11 repeat ids 13 (rows 6, 7) and 8119 (rows 8, 10): repeat contexts + map.
@@ -270,7 +256,7 @@ TEST_CASE("decoder rejects every truncation and every single-byte flip", "[codec
 
 TEST_CASE("decoder survives payload corruption behind a valid checksum", "[codec]") {
   // An adversary can recompute the checksum: the payload parser must still never misbehave.
-  const KvCodec codec = GoldenCodec();
+  const KvCodec codec = GoldenInSampleCodec();
   const GoldenKv small = Prefix(12);
   const auto view = small.View(TestFingerprint());
   std::mt19937 rng(11);
@@ -298,7 +284,7 @@ TEST_CASE("decoder survives payload corruption behind a valid checksum", "[codec
 
 TEST_CASE("decoder rejects wrong magic, version, fingerprint and geometry", "[codec]") {
   const auto& kv = Golden();
-  const KvCodec codec = GoldenCodec();
+  const KvCodec codec = GoldenInSampleCodec();
   const std::string bytes = *codec.Encode(Prefix(4).View(TestFingerprint()), 2);
   {
     std::string bad = bytes;
@@ -345,7 +331,7 @@ TEST_CASE("decoder rejects wrong magic, version, fingerprint and geometry", "[co
 }
 
 TEST_CASE("header carries token range, level, masks and dtype", "[codec]") {
-  const KvCodec codec = GoldenCodec();
+  const KvCodec codec = GoldenInSampleCodec();
   GoldenKv p = Prefix(3);
   KvChunkView v = p.View(TestFingerprint());
   v.token_begin = 4096;
@@ -420,7 +406,7 @@ TEST_CASE("odd geometry (C not a multiple of 4) and ad-hoc bins round-trip", "[c
 }
 
 TEST_CASE("encoder rejects NaN and wrong-sized input", "[codec]") {
-  const KvCodec codec = GoldenCodec();
+  const KvCodec codec = GoldenInSampleCodec();
   GoldenKv p = Prefix(2);
   p.data[5] = NAN;
   CHECK(codec.Encode(p.View(TestFingerprint()), 2).status().code() ==
@@ -441,7 +427,7 @@ namespace {
 
 TEST_CASE("profile's estimated bits/element match the encoded size", "[codec]") {
   const auto& kv = Golden();
-  const KvCodec codec = GoldenCodec();
+  const KvCodec codec = GoldenInSampleCodec();
   // The estimate counts each slot with repeat contexts where they code smaller, as the encoder
   // chooses (the profile's tables, one chunk: the same choice).
   for (int level = 0; level < static_cast<int>(codec.profile().levels.size()); ++level) {
@@ -455,7 +441,7 @@ TEST_CASE("profile's estimated bits/element match the encoded size", "[codec]") 
 }
 
 TEST_CASE("one codec encodes and decodes concurrently from several threads", "[codec]") {
-  const KvCodec codec = GoldenCodec();
+  const KvCodec codec = GoldenInSampleCodec();
   const auto view = Golden().View(TestFingerprint());
   std::vector<std::string> expected;
   for (int level = 0; level < 4; ++level) expected.push_back(*codec.Encode(view, level));

@@ -4,6 +4,8 @@
 #include <cstring>
 #include <string>
 
+#include "common/codec/level_table.h"
+#include "common/codec/profile.h"
 #include "common/tensor/safetensors.h"
 
 namespace ctx::codec::testing {
@@ -50,6 +52,21 @@ GoldenKv LoadGoldenKv() {
     kv.ids.push_back(static_cast<int32_t>(id));
   }
   return kv;
+}
+
+const GoldenKv& Golden() {
+  static const GoldenKv kv = LoadGoldenKv();
+  return kv;
+}
+
+KvCodec GoldenInSampleCodec() {
+  const GoldenKv& kv = Golden();
+  ProfileBuilder b(TestFingerprint(), kv.geometry, DefaultLevels(kv.geometry.layers),
+                   DefaultLevelIndex());
+  REQUIRE(b.AddChunk(kv.View(TestFingerprint())).ok());
+  auto codec = KvCodec::Create(b.Build());
+  REQUIRE(codec.ok());
+  return *std::move(codec);
 }
 
 }  // namespace ctx::codec::testing

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/codec/codec.h"
 #include "common/codec/kv_chunk.h"
 
 namespace ctx::codec::testing {
@@ -26,11 +27,17 @@ struct GoldenKv {
 
 // Loads past_key_values.{l}.key/value [1, H, T, D] and transposes them to [T][H*D].
 GoldenKv LoadGoldenKv();
+// LoadGoldenKv(), once per test process.
+const GoldenKv& Golden();
 
 inline ModelFingerprint TestFingerprint(uint8_t seed = 7) {
   ModelFingerprint fp;
   for (int i = 0; i < 16; ++i) fp[i] = static_cast<uint8_t>(seed * 31 + i);
   return fp;
 }
+
+// A codec over DefaultLevels whose static tables are built in-sample from the golden KV
+// (what the codec tests round-trip against).
+KvCodec GoldenInSampleCodec();
 
 }  // namespace ctx::codec::testing

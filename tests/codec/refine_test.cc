@@ -13,14 +13,10 @@
 namespace ctx::codec {
 namespace {
 
+using testing::Golden;
+using testing::GoldenInSampleCodec;
 using testing::GoldenKv;
-using testing::LoadGoldenKv;
 using testing::TestFingerprint;
-
-const GoldenKv& Golden() {
-  static const GoldenKv kv = LoadGoldenKv();
-  return kv;
-}
 
 LevelSpec Uniform(int layers, int bins, int refine) {
   LevelSpec l;  // (no name: GCC 12 warns -Wrestrict on a short literal assigned here)

@@ -15,24 +15,10 @@
 namespace ctx::codec {
 namespace {
 
+using testing::Golden;
+using testing::GoldenInSampleCodec;
 using testing::GoldenKv;
-using testing::LoadGoldenKv;
 using testing::TestFingerprint;
-
-const GoldenKv& Golden() {
-  static const GoldenKv kv = LoadGoldenKv();
-  return kv;
-}
-
-KvCodec Codec() {
-  const GoldenKv& kv = Golden();
-  ProfileBuilder b(TestFingerprint(), kv.geometry, DefaultLevels(kv.geometry.layers),
-                   DefaultLevelIndex());
-  REQUIRE(b.AddChunk(kv.View(TestFingerprint())).ok());
-  auto codec = KvCodec::Create(b.Build());
-  REQUIRE(codec.ok());
-  return *std::move(codec);
-}
 
 // Rebuilds a rans chunk with section `index` replaced (valid checksum).
 std::string WithSection(const std::string& bytes, size_t index, const std::string& content) {
@@ -71,7 +57,7 @@ TEST_CASE("repeat map: last earlier row of the same id, wire round trip, rejecti
 
 TEST_CASE("repeat contexts: same decoded values as order-0 coding, fewer bits, SIMD = portable",
           "[codec][repeat]") {
-  const KvCodec codec = Codec();
+  const KvCodec codec = GoldenInSampleCodec();
   const GoldenKv& kv = Golden();
   const KvChunkView with_ids = kv.View(TestFingerprint());
   KvChunkView no_ids = with_ids;
@@ -153,7 +139,7 @@ TEST_CASE("repeat contexts: same decoded values as order-0 coding, fewer bits, S
 
 TEST_CASE("repeat contexts: token id validation and inconsistent chunks rejected",
           "[codec][repeat]") {
-  const KvCodec codec = Codec();
+  const KvCodec codec = GoldenInSampleCodec();
   const GoldenKv& kv = Golden();
   KvChunkView v = kv.View(TestFingerprint());
   std::vector<int32_t> ids = kv.ids;
@@ -195,7 +181,7 @@ TEST_CASE("repeat contexts: token id validation and inconsistent chunks rejected
 }
 
 TEST_CASE("profile: repeat tables round trip, other versions rejected", "[profile][repeat]") {
-  const KvCodec codec = Codec();
+  const KvCodec codec = GoldenInSampleCodec();
   const std::string bytes = SerializeProfile(codec.profile());
   auto back = ParseProfile(bytes);
   REQUIRE(back.ok());

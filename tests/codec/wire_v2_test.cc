@@ -14,22 +14,9 @@
 namespace ctx::codec {
 namespace {
 
-using testing::LoadGoldenKv;
+using testing::Golden;
+using testing::GoldenInSampleCodec;
 using testing::TestFingerprint;
-
-const testing::GoldenKv& Kv() {
-  static const testing::GoldenKv kv = LoadGoldenKv();
-  return kv;
-}
-
-KvCodec Codec() {
-  ProfileBuilder b(TestFingerprint(), Kv().geometry, DefaultLevels(Kv().geometry.layers),
-                   DefaultLevelIndex());
-  REQUIRE(b.AddChunk(Kv().View(TestFingerprint())).ok());
-  auto c = KvCodec::Create(b.Build());
-  REQUIRE(c.ok());
-  return *std::move(c);
-}
 
 void PutLe(std::string* s, size_t off, uint64_t v, int n) {
   for (int i = 0; i < n; ++i) (*s)[off + i] = static_cast<char>(v >> (8 * i));
@@ -43,8 +30,8 @@ std::string Reseal(std::string bytes) {
 }
 
 TEST_CASE("side information stays under 0.1 bit/element at every level", "[codec][v2]") {
-  const KvCodec codec = Codec();
-  const auto view = Kv().View(TestFingerprint());
+  const KvCodec codec = GoldenInSampleCodec();
+  const auto view = Golden().View(TestFingerprint());
   for (int level = 0; level < static_cast<int>(codec.profile().levels.size()); ++level) {
     EncodeStats st;
     REQUIRE(codec.Encode(view, level, {}, &st).ok());
@@ -78,8 +65,8 @@ TEST_CASE("scale grid: codes are monotone and cover the fitted range", "[codec][
 
 TEST_CASE("chunks declaring too many tokens, no slot, or another geometry are rejected",
           "[codec][v2]") {
-  const KvCodec codec = Codec();
-  const auto view = Kv().View(TestFingerprint());
+  const KvCodec codec = GoldenInSampleCodec();
+  const auto view = Golden().View(TestFingerprint());
   const std::string bytes = *codec.Encode(view, 2);
   {
     std::string bad = bytes;
@@ -119,8 +106,8 @@ TEST_CASE("chunks declaring too many tokens, no slot, or another geometry are re
 }
 
 TEST_CASE("parallel decode is bit-identical to serial decode", "[codec][v2]") {
-  const KvCodec codec = Codec();
-  const auto view = Kv().View(TestFingerprint());
+  const KvCodec codec = GoldenInSampleCodec();
+  const auto view = Golden().View(TestFingerprint());
   std::vector<std::string> chunks;
   for (int level = 0; level < static_cast<int>(codec.profile().levels.size()); ++level) {
     chunks.push_back(*codec.Encode(view, level));

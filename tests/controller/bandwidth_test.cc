@@ -50,11 +50,10 @@ struct LinkCluster {
     // alpha = 1: the link estimate is the last measured fetch, so one warm-up query at a new
     // rate is enough for the plan to see it.
     controller = StartService(
-        "controller",
-        {"--inference=" + inference.grpc_address, "--kvcache=" + kvcache.grpc_address,
-         "--compressor=", "--bandwidth_alpha=1", "--hybrid=false",
-         "--chunk_tokens=" + std::to_string(chunk_tokens),
-         std::string("--adapt=") + (adapt ? "true" : "false")});
+        "controller", {"--inference=" + inference.grpc_address, "--kvcache=" + kvcache.grpc_address,
+                       "--compressor=", "--bandwidth_alpha=1", "--hybrid=false",
+                       "--chunk_tokens=" + std::to_string(chunk_tokens),
+                       std::string("--adapt=") + (adapt ? "true" : "false")});
     stub = pb::Controller::NewStub(*rpc::MakeChannel(controller.grpc_address));
   }
   ~LinkCluster() {
@@ -183,24 +182,6 @@ int PlanLevel(const pb::Plan& plan) {
 
 std::string Spec(double bps) { return std::to_string(static_cast<long long>(bps)); }
 
-// Levels per chunk index from the forwarded ChunkDecisions (-1 = text).
-std::vector<int> DecidedLevels(const std::vector<pb::QueryEvent>& events) {
-  std::vector<int> levels;
-  for (const pb::QueryEvent& e : events) {
-    if (!e.has_decision()) continue;
-    const uint32_t i = e.decision().chunk_index();
-    if (levels.size() <= i) levels.resize(i + 1, -2);
-    levels[i] = e.decision().form() == pb::FORM_KV ? e.decision().level() : -1;
-  }
-  return levels;
-}
-
-std::string Join(const std::vector<int>& v) {
-  std::string s;
-  for (int x : v) s += std::to_string(x) + " ";
-  return s;
-}
-
 TEST_CASE("egress limiter at three rates: text, a smaller level, the best level, predictions hold",
           "[integration][bandwidth]") {
   LinkCluster c(/*chunk_tokens=*/128, /*adapt=*/false);
@@ -323,12 +304,12 @@ TEST_CASE("a bandwidth drop mid-stream raises the level of later chunks, recover
   aq.set_slo_ttft_seconds(slo);
   aq.set_adapt_per_chunk(true);
   const auto ev = c.Query(aq);
-  const std::vector<int> levels = DecidedLevels(ev);
+  const std::vector<int> levels = ChunkLevels(ev);
   std::printf(
       "[bandwidth] drop/recovery: high %.3g B/s, low %.3g B/s, slo %.3f s, levels per "
       "chunk: %s, TTFT %.3f s\n",
-      high, low, slo, Join(levels).c_str(), ev.back().result().timings().ttft_seconds());
-  INFO("levels per chunk: " << Join(levels) << " (chunk 4 at the low rate); slo " << slo);
+      high, low, slo, JoinLevels(levels).c_str(), ev.back().result().timings().ttft_seconds());
+  INFO("levels per chunk: " << JoinLevels(levels) << " (chunk 4 at the low rate); slo " << slo);
   REQUIRE(static_cast<int>(levels.size()) == chunks);
   // Compare levels by their size (levels may tie on loss; the bigger, the better quality).
   // Decisions for chunks 1..4 are made before the drop is measured; chunk 5's after it.
@@ -369,9 +350,9 @@ TEST_CASE("quality floor: no level above it is ever used, kvcache killed mid-que
   fq.set_max_quality_loss(floor);
   fq.set_adapt_per_chunk(true);
   const auto ev = c.Query(fq);
-  const std::vector<int> levels = DecidedLevels(ev);
-  INFO("floor " << floor << "; levels per chunk: " << Join(levels));
-  std::printf("[bandwidth] floor %.4f: levels per chunk %s\n", floor, Join(levels).c_str());
+  const std::vector<int> levels = ChunkLevels(ev);
+  INFO("floor " << floor << "; levels per chunk: " << JoinLevels(levels));
+  std::printf("[bandwidth] floor %.4f: levels per chunk %s\n", floor, JoinLevels(levels).c_str());
   REQUIRE(!levels.empty());
   for (int level : levels) {
     if (level >= 0) CHECK(costs.kv_loss.at(level) <= floor);
@@ -385,7 +366,7 @@ TEST_CASE("quality floor: no level above it is ever used, kvcache killed mid-que
   c.SetLink("");
   const auto uev = c.Query(uq);
   CHECK(uev.front().plan().predicted_quality_loss() <= floor);
-  for (int level : DecidedLevels(uev)) {
+  for (int level : ChunkLevels(uev)) {
     if (level >= 0) CHECK(costs.kv_loss.at(level) <= floor);
   }
 

@@ -51,32 +51,6 @@ std::vector<int32_t> TokenIds(const std::vector<pb::QueryEvent>& events) {
   return ids;
 }
 
-// Plan chunks as levels, -1 = text.
-std::vector<int> PlanLevels(const pb::Plan& plan) {
-  std::vector<int> v;
-  for (const pb::ChunkPlan& c : plan.chunks())
-    v.push_back(c.form() == pb::FORM_KV ? c.level() : -1);
-  return v;
-}
-
-// Final per-chunk levels: the plan overridden by the receiver's decisions.
-std::vector<int> FinalLevels(const std::vector<pb::QueryEvent>& events) {
-  std::vector<int> v = PlanLevels(events.front().plan());
-  for (const pb::QueryEvent& e : events) {
-    if (!e.has_decision()) continue;
-    const uint32_t i = e.decision().chunk_index();
-    if (v.size() <= i) v.resize(i + 1, -2);
-    v[i] = e.decision().form() == pb::FORM_KV ? e.decision().level() : -1;
-  }
-  return v;
-}
-
-std::string Join(const std::vector<int>& v) {
-  std::string s;
-  for (int x : v) s += std::to_string(x) + " ";
-  return s;
-}
-
 TEST_CASE("hybrid plan at a mid link rate: text head + KV tail, text's answer, TTFT as predicted",
           "[integration][hybrid]") {
   const fs::path dir =
@@ -152,8 +126,8 @@ TEST_CASE("hybrid plan at a mid link rate: text head + KV tail, text's answer, T
     const pb::QueryResult& r = ev.back().result();
     const std::vector<int> levels = PlanLevels(plan);
     INFO("rate " << rate << " B/s, text predicted " << text_ttft << " s, level " << best
-                 << "; plan " << Join(levels) << "(" << plan.reason() << "), final "
-                 << Join(FinalLevels(ev)));
+                 << "; plan " << JoinLevels(levels) << "(" << plan.reason() << "), final "
+                 << JoinLevels(ChunkLevels(ev, PlanLevels(ev.front().plan()))));
     // A hybrid: text chunks first, then KV at the near-lossless level.
     CHECK(plan.form() == pb::FORM_KV);
     REQUIRE(levels.size() >= 2);
@@ -177,7 +151,7 @@ TEST_CASE("hybrid plan at a mid link rate: text head + KV tail, text's answer, T
     CHECK(plan.predicted_ttft_seconds() < kv_alone);
     // Never above the floor; the same greedy tokens as the text path.
     CHECK(plan.predicted_quality_loss() <= floor);
-    for (int l : FinalLevels(ev)) {
+    for (int l : ChunkLevels(ev, PlanLevels(ev.front().plan()))) {
       if (l >= 0) CHECK(kv[l].second <= floor);
     }
     CHECK(!r.fell_back());
@@ -188,8 +162,10 @@ TEST_CASE("hybrid plan at a mid link rate: text head + KV tail, text's answer, T
     std::printf(
         "[hybrid] rate %.3g B/s  plan %s  final %s predicted %.3f s (text %.3f s, level %d "
         "alone %.3f s)  measured %.3f s  ratio %.2f\n",
-        rate, Join(levels).c_str(), Join(FinalLevels(ev)).c_str(), plan.predicted_ttft_seconds(),
-        text_ttft, best, kv_alone, r.timings().ttft_seconds(), ratio);
+        rate, JoinLevels(levels).c_str(),
+        JoinLevels(ChunkLevels(ev, PlanLevels(ev.front().plan()))).c_str(),
+        plan.predicted_ttft_seconds(), text_ttft, best, kv_alone, r.timings().ttft_seconds(),
+        ratio);
   }
   // Measured vs predicted TTFT within 30 % (best of up to three tries: the machine is shared).
   INFO("measured/predicted: " << ratios.size() << " tries, last " << ratios.back());

@@ -52,4 +52,28 @@ absl::StatusOr<std::string> RegisterContext(const std::string& controller_addres
   return r->context_id;
 }
 
+std::vector<int> PlanLevels(const ctxstream::v1::Plan& plan) {
+  std::vector<int> v;
+  for (const ctxstream::v1::ChunkPlan& c : plan.chunks())
+    v.push_back(c.form() == ctxstream::v1::FORM_KV ? c.level() : -1);
+  return v;
+}
+
+std::vector<int> ChunkLevels(const std::vector<ctxstream::v1::QueryEvent>& events,
+                             std::vector<int> start) {
+  for (const ctxstream::v1::QueryEvent& e : events) {
+    if (!e.has_decision()) continue;
+    const uint32_t i = e.decision().chunk_index();
+    if (start.size() <= i) start.resize(i + 1, -2);
+    start[i] = e.decision().form() == ctxstream::v1::FORM_KV ? e.decision().level() : -1;
+  }
+  return start;
+}
+
+std::string JoinLevels(const std::vector<int>& levels) {
+  std::string s;
+  for (int x : levels) s += std::to_string(x) + " ";
+  return s;
+}
+
 }  // namespace ctx::testing

@@ -38,4 +38,12 @@ struct TestCluster {
   std::unique_ptr<ctxstream::v1::Controller::Stub> stub;  // to controller, plaintext
 };
 
+// Per-chunk levels of a query, -1 = text: the plan's (PlanLevels), the receiver's per-chunk
+// decisions laid over `start` (ChunkLevels; chunks with neither are -2), and "a b c " for
+// messages (JoinLevels).
+std::vector<int> PlanLevels(const ctxstream::v1::Plan& plan);
+std::vector<int> ChunkLevels(const std::vector<ctxstream::v1::QueryEvent>& events,
+                             std::vector<int> start = {});
+std::string JoinLevels(const std::vector<int>& levels);
+
 }  // namespace ctx::testing
