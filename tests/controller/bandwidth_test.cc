@@ -75,27 +75,7 @@ struct LinkCluster {
     return *id;
   }
 
-  // No Catch macros: callable from another thread.
-  static grpc::Status QueryRaw(pb::Controller::Stub* stub, const pb::QueryRequest& req,
-                               std::vector<pb::QueryEvent>* events) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(240));
-    auto reader = stub->Query(&ctx, req);
-    pb::QueryEvent e;
-    while (reader->Read(&e)) events->push_back(e);
-    return reader->Finish();
-  }
-
-  std::vector<pb::QueryEvent> Query(const pb::QueryRequest& req) {
-    std::vector<pb::QueryEvent> events;
-    const grpc::Status s = QueryRaw(stub.get(), req, &events);
-    INFO(s.error_message());
-    REQUIRE(s.ok());
-    REQUIRE(events.size() >= 3);
-    REQUIRE(events.front().has_plan());
-    REQUIRE(events.back().has_result());
-    return events;
-  }
+  std::vector<pb::QueryEvent> Query(const pb::QueryRequest& req) { return QueryOk(*stub, req); }
 
   fs::path dir;
   std::string schedule_file;
@@ -375,8 +355,10 @@ TEST_CASE("quality floor: no level above it is ever used, kvcache killed mid-que
   pb::QueryRequest kq = Forced(q, pb::FORM_KV, costs.best);
   kq.set_max_tokens(4);
   std::vector<pb::QueryEvent> kev;
-  auto pending =
-      std::async(std::launch::async, [&] { return LinkCluster::QueryRaw(c.stub.get(), kq, &kev); });
+  auto pending = std::async(std::launch::async, [&] {
+    grpc::ClientContext ctx;
+    return ReadQuery(*c.stub, &ctx, kq, &kev);
+  });
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   c.kvcache.process->Signal(SIGKILL);
   c.kvcache.process->WaitExit(std::chrono::seconds(5));

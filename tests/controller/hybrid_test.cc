@@ -27,22 +27,6 @@ namespace {
 namespace pb = ctxstream::v1;
 namespace fs = std::filesystem;
 
-std::vector<pb::QueryEvent> Query(TestCluster& c, const pb::QueryRequest& req) {
-  std::vector<pb::QueryEvent> events;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(240));
-  auto reader = c.stub->Query(&ctx, req);
-  pb::QueryEvent e;
-  while (reader->Read(&e)) events.push_back(e);
-  const grpc::Status s = reader->Finish();
-  INFO(s.error_message());
-  REQUIRE(s.ok());
-  REQUIRE(events.size() >= 3);
-  REQUIRE(events.front().has_plan());
-  REQUIRE(events.back().has_result());
-  return events;
-}
-
 std::vector<int32_t> TokenIds(const std::vector<pb::QueryEvent>& events) {
   std::vector<int32_t> ids;
   for (const pb::QueryEvent& e : events) {
@@ -85,12 +69,12 @@ TEST_CASE("hybrid plan at a mid link rate: text head + KV tail, text's answer, T
   pb::QueryRequest text_q = q;
   text_q.set_force_form(pb::FORM_TEXT);
   std::vector<pb::QueryEvent> text;
-  for (int i = 0; i < 2; ++i) text = Query(c, text_q);
+  for (int i = 0; i < 2; ++i) text = QueryOk(*c.stub, text_q);
   const std::vector<int32_t> text_ids = TokenIds(text);
   REQUIRE(text_ids.size() == 4);
   pb::QueryRequest kv_q = q;
   kv_q.set_force_form(pb::FORM_KV);
-  const pb::Plan costs = Query(c, kv_q).front().plan();
+  const pb::Plan costs = QueryOk(*c.stub, kv_q).front().plan();
   double text_ttft = 0;
   std::map<int, std::pair<double, double>> kv;  // level -> (bytes, loss)
   for (const pb::OptionEstimate& e : costs.options()) {
@@ -112,7 +96,7 @@ TEST_CASE("hybrid plan at a mid link rate: text head + KV tail, text's answer, T
   const double rate = kv[best].first / text_ttft;
   set_link(std::to_string(static_cast<long long>(rate)));
   kv_q.set_force_level(best);
-  Query(c, kv_q);  // the link estimate learns the rate
+  QueryOk(*c.stub, kv_q);  // the link estimate learns the rate
 
   pb::QueryRequest hq = q;
   hq.set_objective(pb::OBJECTIVE_FASTEST_WITHIN_FLOOR);
@@ -121,7 +105,7 @@ TEST_CASE("hybrid plan at a mid link rate: text head + KV tail, text's answer, T
   bool within = false;
   std::vector<double> ratios;
   for (int attempt = 0; attempt < 3 && !within; ++attempt) {
-    const auto ev = Query(c, hq);
+    const auto ev = QueryOk(*c.stub, hq);
     const pb::Plan& plan = ev.front().plan();
     const pb::QueryResult& r = ev.back().result();
     const std::vector<int> levels = PlanLevels(plan);

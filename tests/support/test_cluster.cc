@@ -1,5 +1,8 @@
 #include "tests/support/test_cluster.h"
 
+#include <catch2/catch.hpp>
+#include <chrono>
+
 #include "absl/status/status.h"
 #include "common/rpc/channel.h"
 #include "services/controller/client/controller_client.h"
@@ -74,6 +77,32 @@ std::string JoinLevels(const std::vector<int>& levels) {
   std::string s;
   for (int x : levels) s += std::to_string(x) + " ";
   return s;
+}
+
+grpc::Status ReadQuery(ctxstream::v1::Controller::Stub& stub, grpc::ClientContext* ctx,
+                       const ctxstream::v1::QueryRequest& req,
+                       std::vector<ctxstream::v1::QueryEvent>* events) {
+  if (ctx->deadline() == std::chrono::system_clock::time_point::max()) {
+    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(240));
+  }
+  auto reader = stub.Query(ctx, req);
+  ctxstream::v1::QueryEvent e;
+  while (reader->Read(&e)) events->push_back(e);
+  return reader->Finish();
+}
+
+std::vector<ctxstream::v1::QueryEvent> QueryOk(ctxstream::v1::Controller::Stub& stub,
+                                               const ctxstream::v1::QueryRequest& req,
+                                               grpc::ClientContext* ctx) {
+  grpc::ClientContext own;
+  std::vector<ctxstream::v1::QueryEvent> events;
+  const grpc::Status s = ReadQuery(stub, ctx != nullptr ? ctx : &own, req, &events);
+  INFO(s.error_message());
+  REQUIRE(s.ok());
+  REQUIRE(events.size() >= 3);
+  REQUIRE(events.front().has_plan());
+  REQUIRE(events.back().has_result());
+  return events;
 }
 
 }  // namespace ctx::testing

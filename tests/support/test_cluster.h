@@ -38,6 +38,16 @@ struct TestCluster {
   std::unique_ptr<ctxstream::v1::Controller::Stub> stub;  // to controller, plaintext
 };
 
+// Reads a Query stream to its end into `events`; the stream's status. No Catch assertions, so
+// callable from any thread. `ctx` without a deadline gets 240 s.
+grpc::Status ReadQuery(ctxstream::v1::Controller::Stub& stub, grpc::ClientContext* ctx,
+                       const ctxstream::v1::QueryRequest& req,
+                       std::vector<ctxstream::v1::QueryEvent>* events);
+// A Query that must succeed (Catch assertions): status OK, the plan first, the result last.
+std::vector<ctxstream::v1::QueryEvent> QueryOk(ctxstream::v1::Controller::Stub& stub,
+                                               const ctxstream::v1::QueryRequest& req,
+                                               grpc::ClientContext* ctx = nullptr);
+
 // Per-chunk levels of a query, -1 = text: the plan's (PlanLevels), the receiver's per-chunk
 // decisions laid over `start` (ChunkLevels; chunks with neither are -2), and "a b c " for
 // messages (JoinLevels).
