@@ -79,17 +79,7 @@ inline void DecodeRow(uint32_t* x, const Group& g, int width, const uint8_t*& p,
     const uint32_t s = e >> RansDecodeTables::kSymbolShift;
     xk = (e & RansDecodeTables::kFreqMask) * (xk >> kProbBits) +
          ((e >> RansDecodeTables::kOffsetShift) & RansDecodeTables::kOffsetMask);
-    if constexpr (!kChecked) {  // hot path: no bounds check, branchless renorm
-      const uint32_t word = p[0] | static_cast<uint32_t>(p[1]) << 8;
-      const uint32_t in = xk < kRansL;
-      xk = in ? (xk << 16) | word : xk;
-      p += 2 * in;
-    } else if (xk < kRansL) {
-      const bool have = end - p >= 2;
-      *overrun |= !have;
-      xk = (xk << 16) | (have ? p[0] | static_cast<uint32_t>(p[1]) << 8 : 0u);
-      p += have ? 2 : 0;
-    }
+    RenormalizeLane<kChecked>(&xk, p, end, overrun);
     x[k] = xk;
     if constexpr (std::is_same_v<Out, float>) {
       out[k] = value[s] * step;

@@ -86,4 +86,23 @@ bool RansSimdEnabled();  // the current setting
 absl::Status RansDecode(absl::string_view in, size_t rows, int cols, const RansDecodeTables& t,
                         int table_stride, uint8_t* symbols);
 
+// Renormalizes one lane's state after a symbol: if x fell below L, one 16-bit little-endian
+// word from p brings it back into [L, 2^16 L). The hot path (kChecked = false) is branchless
+// and unchecked: the caller guarantees 2 bytes per lane remain. The checked form (a stream's
+// last rows) reads zeros past `end` and sets *overrun, which Finish reports.
+template <bool kChecked>
+inline void RenormalizeLane(uint32_t* x, const uint8_t*& p, const uint8_t* end, bool* overrun) {
+  if constexpr (!kChecked) {
+    const uint32_t word = p[0] | static_cast<uint32_t>(p[1]) << 8;
+    const uint32_t in = *x < kRansL;
+    *x = in ? (*x << 16) | word : *x;
+    p += 2 * in;
+  } else if (*x < kRansL) {
+    const bool have = end - p >= 2;
+    *overrun |= !have;
+    *x = (*x << 16) | (have ? p[0] | static_cast<uint32_t>(p[1]) << 8 : 0u);
+    p += have ? 2 : 0;
+  }
+}
+
 }  // namespace ctx::codec

@@ -45,17 +45,7 @@ inline void DecodeRowRepeat(uint32_t* x, const LaneTable* tab, int width, const 
   for (int k = 0; k < width; ++k) {
     uint32_t xk = x[k];
     const uint32_t s = DecodeSymbol(&xk, tab[k]);
-    if constexpr (!kChecked) {
-      const uint32_t word = p[0] | static_cast<uint32_t>(p[1]) << 8;
-      const uint32_t in = xk < kRansL;
-      xk = in ? (xk << 16) | word : xk;
-      p += 2 * in;
-    } else if (xk < kRansL) {
-      const bool have = end - p >= 2;
-      *overrun |= !have;
-      xk = (xk << 16) | (have ? p[0] | static_cast<uint32_t>(p[1]) << 8 : 0u);
-      p += have ? 2 : 0;
-    }
+    RenormalizeLane<kChecked>(&xk, p, end, overrun);
     x[k] = xk;
     out[k] = value[s] * step;
     sym_out[k] = static_cast<uint8_t>(s);
