@@ -18,8 +18,9 @@
 #   - tsan: the model golden/generate tests (OpenBLAS threads are uninstrumented and each
 #     case runs minutes under TSan); test_services (gRPC/Abseil are uninstrumented Debian
 #     libraries, so TSan cannot see their synchronisation and reports false races).
-#   - tsan: gRPC and Abseil are uninstrumented Debian libraries; scripts/tsan.supp suppresses
-#     the two false reports inside them that stopped every service binary (see that file).
+#   - tsan: gRPC and Abseil are uninstrumented Debian libraries, so the `services` set stops
+#     at reports inside them (scripts/tsan.supp: what is suppressed and what still stops it;
+#     it needs a gRPC built with TSan). `quick` runs clean.
 #     Binaries linking common/model load under TSan since CTX_TARGET_CLONES
 #     (common/tensor/target_clones.h) compiles only the baseline clone under sanitizers.
 set -euo pipefail
