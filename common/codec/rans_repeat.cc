@@ -7,16 +7,13 @@
 //                                       in order inside a group, and the earlier row is in
 //                                       the same group)
 // Kept apart from DecodeBlock so that its hot loop stays as it is. The table look-up is in
-// DecodeSymbol / DecodeVector16Idx below (the only code that knows RansDecodeTables' layout).
+// DecodeSymbol below and DecodeVector16 (rans_avx512.h) (the only code that knows RansDecodeTables'
+// layout).
 #include <algorithm>
 
 #include "common/codec/freq_table.h"
+#include "common/codec/rans_avx512.h"
 #include "common/codec/rans_decoder.h"
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define CTX_RANS_REPEAT_AVX512 1
-#endif
 
 namespace ctx::codec {
 
@@ -52,42 +49,19 @@ inline void DecodeRowRepeat(uint32_t* x, const LaneTable* tab, int width, const 
   }
 }
 
-#ifdef CTX_RANS_REPEAT_AVX512
+#ifdef CTX_RANS_AVX512
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wpsabi"
-#define CTX_REPEAT_AVX512_TARGET \
-  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,popcnt")))
-
-// 16 lanes of one row; idx = each lane's table index (one gather of the packed entries).
-CTX_REPEAT_AVX512_TARGET inline __attribute__((always_inline)) void DecodeVector16Idx(
-    __m512i* x, __m512i* s, const __m512i& idx, const uint32_t* entry, const uint8_t** q) {
-  const __m512i slot = _mm512_and_si512(*x, _mm512_set1_epi32(kProbScale - 1));
-  const __m512i e =
-      _mm512_i32gather_epi32(_mm512_add_epi32(_mm512_slli_epi32(idx, kProbBits), slot), entry, 4);
-  *s = _mm512_srli_epi32(e, RansDecodeTables::kSymbolShift);
-  const __m512i freq = _mm512_and_si512(e, _mm512_set1_epi32(RansDecodeTables::kFreqMask));
-  const __m512i offset = _mm512_and_si512(_mm512_srli_epi32(e, RansDecodeTables::kOffsetShift),
-                                          _mm512_set1_epi32(RansDecodeTables::kOffsetMask));
-  const __m512i xv =
-      _mm512_add_epi32(_mm512_mullo_epi32(freq, _mm512_srli_epi32(*x, kProbBits)), offset);
-  const __mmask16 in = _mm512_cmplt_epu32_mask(xv, _mm512_set1_epi32(kRansL));
-  const __m512i words =
-      _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(*q)));
-  *x =
-      _mm512_mask_or_epi32(xv, in, _mm512_slli_epi32(xv, 16), _mm512_maskz_expand_epi32(in, words));
-  *q += 2 * _mm_popcnt_u32(in);
-}
 
 // Rows [r, rows) of the full column group at c0 while 64 bytes remain; returns the first row
 // not decoded. Branchless table choice: a row without repeat blends in its channels' indices
 // (its 32-byte load reads row 0, which exists, and is discarded).
-CTX_REPEAT_AVX512_TARGET size_t DecodeRowsRepeatAvx512(uint32_t* x, const RansDecodeTables& t,
-                                                       size_t c0, size_t r, size_t rows, int cols,
-                                                       const uint8_t*& p, const uint8_t* end,
-                                                       int max_q, const float* row_step,
-                                                       const int32_t* rep_rows, uint8_t* symbols,
-                                                       float* dest, const char* pf, size_t pf_lines,
-                                                       size_t pf_per_row) {
+CTX_AVX512_TARGET size_t DecodeRowsRepeatAvx512(uint32_t* x, const RansDecodeTables& t, size_t c0,
+                                                size_t r, size_t rows, int cols, const uint8_t*& p,
+                                                const uint8_t* end, int max_q,
+                                                const float* row_step, const int32_t* rep_rows,
+                                                uint8_t* symbols, float* dest, const char* pf,
+                                                size_t pf_lines, size_t pf_per_row) {
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const __m512i own0 = _mm512_add_epi32(lane, _mm512_set1_epi32(static_cast<int>(c0)));
   const __m512i own1 = _mm512_add_epi32(own0, _mm512_set1_epi32(16));
@@ -110,8 +84,8 @@ CTX_REPEAT_AVX512_TARGET size_t DecodeRowsRepeatAvx512(uint32_t* x, const RansDe
     const __m512i i0 = _mm512_mask_add_epi32(own0, use, q0, rep_base);
     const __m512i i1 = _mm512_mask_add_epi32(own1, use, q1, rep_base);
     __m512i s0, s1;
-    DecodeVector16Idx(&x0, &s0, i0, entry, &q);
-    DecodeVector16Idx(&x1, &s1, i1, entry, &q);
+    DecodeVector16(&x0, &s0, _mm512_slli_epi32(i0, kProbBits), entry, &q);
+    DecodeVector16(&x1, &s1, _mm512_slli_epi32(i1, kProbBits), entry, &q);
     const __m512 step = _mm512_set1_ps(row_step[r]);
     float* out = dest + r * cols + c0;
     _mm512_storeu_ps(out, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(s0, vmax_q)), step));
@@ -160,7 +134,7 @@ absl::Status RansDecoder::BlockDequantizeRepeat(size_t rows, int cols, const Ran
     size_t pf_lines = pf_count * sizeof(uint32_t) / 64;
     const size_t pf_per_row = rows ? (pf_lines + rows - 1) / rows : 0;
     size_t r = 0;
-#ifdef CTX_RANS_REPEAT_AVX512
+#ifdef CTX_RANS_AVX512
     if (width == kRansLanes && simd) {
       r = DecodeRowsRepeatAvx512(x, t, c0, 0, rows, cols, p, end_, max_q, row_step, rep_rows,
                                  symbols, values, pf_line, pf_lines, pf_per_row);
