@@ -6,49 +6,16 @@
 #include <memory>
 #include <string>
 
-#include "common/rpc/channel.h"
-#include "grpcpp/security/server_credentials.h"
-#include "grpcpp/server_builder.h"
-#include "services/controller/api_keys.h"
 #include "services/controller/client/controller_client.h"
-#include "services/controller/context_registry.h"
-#include "services/controller/controller_service.h"
-#include "services/controller/query_engine.h"
-#include "tests/controller/fakes.h"
+#include "tests/controller/fake_front.h"
 
 namespace ctx::testing {
 namespace {
 
 namespace pb = ctxstream::v1;
 
-// The controller on 127.0.0.1 over fakes; keys ka -> alice, kb -> bob, no anonymous access.
-struct ClientFront {
-  ClientFront() {
-    inf_server = std::make_unique<FakeServer>(&inf);
-    kv_server = std::make_unique<FakeServer>(&kv);
-    std::vector<controller::InferenceSet::Replica> ir;
-    ir.push_back(
-        {inf_server->address(), pb::Inference::NewStub(*rpc::MakeChannel(inf_server->address()))});
-    inference = std::make_unique<controller::InferenceSet>(std::move(ir));
-    std::vector<controller::KvCacheSet::Replica> kr;
-    kr.push_back(
-        {kv_server->address(), pb::KvCache::NewStub(*rpc::MakeChannel(kv_server->address()))});
-    kvcache = std::make_unique<controller::KvCacheSet>(std::move(kr));
-    registry = *controller::ContextRegistry::Open("");
-    engine = std::make_unique<controller::QueryEngine>(
-        controller::Backends{inference.get(), kvcache.get(), nullptr}, registry.get(),
-        controller::EngineOptions{});
-    service = std::make_unique<controller::ControllerService>(
-        engine.get(), *controller::ApiKeys::Parse("", "", "ka:alice,kb:bob", false), 4, 16);
-    grpc::ServerBuilder builder;
-    int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-    builder.RegisterService(service.get());
-    server = builder.BuildAndStart();
-    address = "127.0.0.1:" + std::to_string(port);
-  }
-  ~ClientFront() { server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1)); }
-
+// FakeFront (fake_front.h) and a client library connection per API key.
+struct ClientFront : FakeFront {
   std::unique_ptr<client::ControllerClient> Client(const std::string& key) {
     client::ClientOptions o;
     o.target = address;
@@ -58,17 +25,6 @@ struct ClientFront {
     REQUIRE(c.ok());
     return *std::move(c);
   }
-
-  FakeInference inf;
-  FakeKvCache kv;
-  std::unique_ptr<FakeServer> inf_server, kv_server;
-  std::unique_ptr<controller::InferenceSet> inference;
-  std::unique_ptr<controller::KvCacheSet> kvcache;
-  std::unique_ptr<controller::ContextRegistry> registry;
-  std::unique_ptr<controller::QueryEngine> engine;
-  std::unique_ptr<controller::ControllerService> service;
-  std::unique_ptr<grpc::Server> server;
-  std::string address;
 };
 
 TEST_CASE("client: register with progress, query with callbacks, get/list/delete") {

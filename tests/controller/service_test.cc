@@ -9,13 +9,9 @@
 
 #include "common/rpc/channel.h"
 #include "ctxstream/v1/controller.grpc.pb.h"
-#include "grpcpp/security/server_credentials.h"
-#include "grpcpp/server_builder.h"
 #include "services/controller/api_keys.h"
 #include "services/controller/context_registry.h"
-#include "services/controller/controller_service.h"
-#include "services/controller/query_engine.h"
-#include "tests/controller/fakes.h"
+#include "tests/controller/fake_front.h"
 
 namespace ctx::testing {
 namespace {
@@ -97,33 +93,9 @@ TEST_CASE("the registry persists records under the state directory") {
   std::filesystem::remove_all(dir);
 }
 
-// The controller service on 127.0.0.1 over fakes, keys alice/bob, no anonymous access.
-struct Front {
-  Front() {
-    inf_server = std::make_unique<FakeServer>(&inf);
-    kv_server = std::make_unique<FakeServer>(&kv);
-    std::vector<controller::InferenceSet::Replica> ir;
-    ir.push_back(
-        {inf_server->address(), pb::Inference::NewStub(*rpc::MakeChannel(inf_server->address()))});
-    inference = std::make_unique<controller::InferenceSet>(std::move(ir));
-    std::vector<controller::KvCacheSet::Replica> kr;
-    kr.push_back(
-        {kv_server->address(), pb::KvCache::NewStub(*rpc::MakeChannel(kv_server->address()))});
-    kvcache = std::make_unique<controller::KvCacheSet>(std::move(kr));
-    registry = *ContextRegistry::Open("");
-    engine = std::make_unique<controller::QueryEngine>(
-        controller::Backends{inference.get(), kvcache.get(), nullptr}, registry.get(),
-        controller::EngineOptions{});
-    service = std::make_unique<controller::ControllerService>(
-        engine.get(), *ApiKeys::Parse("", "", "ka:alice,kb:bob", false), 4, 16);
-    grpc::ServerBuilder builder;
-    int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-    builder.RegisterService(service.get());
-    server = builder.BuildAndStart();
-    stub = pb::Controller::NewStub(*rpc::MakeChannel("127.0.0.1:" + std::to_string(port)));
-  }
-  ~Front() { server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1)); }
+// FakeFront (fake_front.h) and a stub to it.
+struct Front : FakeFront {
+  Front() : stub(pb::Controller::NewStub(*rpc::MakeChannel(address))) {}
 
   static void Key(grpc::ClientContext* ctx, const std::string& key) {
     if (!key.empty()) ctx->AddMetadata("x-api-key", key);
@@ -155,15 +127,6 @@ struct Front {
     return reader->Finish();
   }
 
-  FakeInference inf;
-  FakeKvCache kv;
-  std::unique_ptr<FakeServer> inf_server, kv_server;
-  std::unique_ptr<controller::InferenceSet> inference;
-  std::unique_ptr<controller::KvCacheSet> kvcache;
-  std::unique_ptr<ContextRegistry> registry;
-  std::unique_ptr<controller::QueryEngine> engine;
-  std::unique_ptr<controller::ControllerService> service;
-  std::unique_ptr<grpc::Server> server;
   std::unique_ptr<pb::Controller::Stub> stub;
 };
 
