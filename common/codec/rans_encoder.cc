@@ -78,20 +78,29 @@ inline void PutRow(uint32_t* x, const RansEncSymbol* const* tab, const uint8_t* 
   }
 }
 
-}  // namespace
-
-void RansEncoder::PutBlock(const uint8_t* symbols, size_t rows, int cols,
-                           const RansEncSymbol* tables, int table_stride, int alphabet) {
-  const size_t col_step = static_cast<size_t>(table_stride) * alphabet;
-  uint8_t* ptr = ptr_;
-  uint32_t x[kRansLanes];  // local: the byte stores cannot alias it
-  std::copy(x_, x_ + kRansLanes, x);
+// Codes a block column group by column group and row by row, both last first (the reverse of
+// the decoder's order). Row r of group c0 uses its columns' own tables (tables + c * col_step)
+// or, with kRepeat and rep_rows[r] >= 0, the repeat table of each column's symbol in row
+// rep_rows[r] (rep_tables + q_rep * rep_step).
+template <bool kRepeat>
+void PutGroups(uint32_t* x, uint8_t*& ptr, const uint8_t* symbols, size_t rows, int cols,
+               const RansEncSymbol* tables, size_t col_step, const RansEncSymbol* rep_tables,
+               size_t rep_step, const int32_t* rep_rows) {
   for (size_t c0 = (static_cast<size_t>(cols) - 1) / kRansLanes * kRansLanes;; c0 -= kRansLanes) {
     const int width = static_cast<int>(std::min<size_t>(kRansLanes, cols - c0));
-    const RansEncSymbol* tab[kRansLanes];
-    for (int k = 0; k < width; ++k) tab[k] = tables + (c0 + k) * col_step;
+    const RansEncSymbol* own[kRansLanes];
+    for (int k = 0; k < width; ++k) own[k] = tables + (c0 + k) * col_step;
     for (size_t r = rows; r-- > 0;) {
       const uint8_t* row = symbols + r * cols + c0;
+      const RansEncSymbol* const* tab = own;
+      const RansEncSymbol* rep[kRansLanes];
+      if constexpr (kRepeat) {
+        if (rep_rows[r] >= 0) {  // the encoder's own map: rep_rows[r] < r
+          const uint8_t* prev = symbols + static_cast<size_t>(rep_rows[r]) * cols + c0;
+          for (int k = 0; k < width; ++k) rep[k] = rep_tables + prev[k] * rep_step;
+          tab = rep;
+        }
+      }
       if (width == kRansLanes) {
         PutRow<kRansLanes>(x, tab, row, width, ptr);
       } else {
@@ -100,6 +109,17 @@ void RansEncoder::PutBlock(const uint8_t* symbols, size_t rows, int cols,
     }
     if (c0 == 0) break;
   }
+}
+
+}  // namespace
+
+void RansEncoder::PutBlock(const uint8_t* symbols, size_t rows, int cols,
+                           const RansEncSymbol* tables, int table_stride, int alphabet) {
+  uint8_t* ptr = ptr_;
+  uint32_t x[kRansLanes];  // local: the byte stores cannot alias it
+  std::copy(x_, x_ + kRansLanes, x);
+  PutGroups<false>(x, ptr, symbols, rows, cols, tables,
+                   static_cast<size_t>(table_stride) * alphabet, nullptr, 0, nullptr);
   std::copy(x, x + kRansLanes, x_);
   ptr_ = ptr;
 }
@@ -108,31 +128,11 @@ void RansEncoder::PutBlockRepeat(const uint8_t* symbols, size_t rows, int cols,
                                  const RansEncSymbol* tables, int alphabet,
                                  const int32_t* rep_rows) {
   const size_t a = static_cast<size_t>(alphabet);
-  const RansEncSymbol* rep_tables = tables + static_cast<size_t>(cols) * a;
   uint8_t* ptr = ptr_;
   uint32_t x[kRansLanes];
   std::copy(x_, x_ + kRansLanes, x);
-  for (size_t c0 = (static_cast<size_t>(cols) - 1) / kRansLanes * kRansLanes;; c0 -= kRansLanes) {
-    const int width = static_cast<int>(std::min<size_t>(kRansLanes, cols - c0));
-    const RansEncSymbol* own[kRansLanes];
-    for (int k = 0; k < width; ++k) own[k] = tables + (c0 + k) * a;
-    for (size_t r = rows; r-- > 0;) {
-      const uint8_t* row = symbols + r * cols + c0;
-      const RansEncSymbol* rep[kRansLanes];
-      const RansEncSymbol* const* tab = own;
-      if (rep_rows[r] >= 0) {  // the encoder's own map: rep_rows[r] < r
-        const uint8_t* prev = symbols + static_cast<size_t>(rep_rows[r]) * cols + c0;
-        for (int k = 0; k < width; ++k) rep[k] = rep_tables + prev[k] * a;
-        tab = rep;
-      }
-      if (width == kRansLanes) {
-        PutRow<kRansLanes>(x, tab, row, width, ptr);
-      } else {
-        PutRow<0>(x, tab, row, width, ptr);
-      }
-    }
-    if (c0 == 0) break;
-  }
+  PutGroups<true>(x, ptr, symbols, rows, cols, tables, a, tables + static_cast<size_t>(cols) * a, a,
+                  rep_rows);
   std::copy(x, x + kRansLanes, x_);
   ptr_ = ptr;
 }
